@@ -12,13 +12,15 @@ import pytest
 
 
 class DigitsProblem:
-  """A two-layer MLP on ``load_digits``, mini-batched by step.
+  """A Flax Linen MLP (64-32-10, tanh) on ``load_digits``, mini-batched by step.
 
   ``grad_fn(params, step)`` is the gradient of the mean cross-entropy on batch
-  ``step % n_batches``; its dtype follows the params' dtype.
+  ``step % n_batches``; everything is in ``dtype`` (build float64 problems
+  inside ``jax.enable_x64(True)``).
   """
 
   def __init__(self, dtype: Any, hidden: int = 32, batch: int = 128):
+    from flax import linen as nn
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -27,22 +29,22 @@ class DigitsProblem:
     self.x = x[:n].reshape(-1, batch, 64)
     self.y = y[:n].reshape(-1, batch)
     self.dtype = dtype
-    rng = np.random.default_rng(0)
-    self.params = {
-      "Dense_0": {
-        "kernel": jnp.asarray(rng.normal(0, 0.3, (64, hidden)), dtype),
-        "bias": jnp.asarray(rng.normal(0, 0.1, (hidden,)), dtype),
-      },
-      "Dense_1": {
-        "kernel": jnp.asarray(rng.normal(0, 0.3, (hidden, 10)), dtype),
-        "bias": jnp.asarray(rng.normal(0, 0.1, (10,)), dtype),
-      },
-    }
+
+    class MLP(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        x = jnp.tanh(nn.Dense(hidden, dtype=dtype, param_dtype=dtype)(x))
+        return nn.Dense(10, dtype=dtype, param_dtype=dtype)(x)
+
+    self.model = MLP()
+    params = self.model.init(jax.random.key(0), jnp.zeros((1, 64), dtype))["params"]
+    # Nonzero biases, so that masking them out is visible.
+    self.params = jax.tree_util.tree_map_with_path(
+      lambda path, w: w + 0.1 if path[-1].key == "bias" else w, params
+    )
 
   def loss(self, params, x, y):
-    h = jnp.tanh(x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"])
-    logits = h @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"]
-    logp = jax.nn.log_softmax(logits)
+    logp = jax.nn.log_softmax(self.model.apply({"params": params}, x))
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
   @property
