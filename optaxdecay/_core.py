@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from optaxdecay import _hparams, _tree
@@ -29,6 +30,13 @@ def leafwise_transform(
 ) -> optax.GradientTransformation:
   """Builds the transform; see the public factories for the semantics."""
   _hparams.check_scalar_or_schedule(value, transform=transform, arg=arg, upper=upper)
+  if isinstance(mask, (bool, np.bool_)):
+    raise TypeError(
+      f"{transform}: `mask={mask}` is a single bool; pass `mask=None` to apply "
+      "to every leaf, or a pytree/callable to choose leaves. (A bare bool also "
+      "appears when `optax.inject_hyperparams` calls a mask function with the "
+      "step count as if it were a schedule: pass `static_args=('mask',)`.)"
+    )
   if mask is not None and not callable(mask):
     # A static mask's leaves are checked now; its match to the params is
     # checked at the first init/update.

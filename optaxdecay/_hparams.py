@@ -33,6 +33,8 @@ def _concrete_float(value: Any) -> float | None:
   """``float(value)`` if it is a concrete scalar, ``None`` if traced."""
   if isinstance(value, jax.core.Tracer):
     return None
+  if not isinstance(value, (int, float, np.number, np.ndarray, jax.Array)):
+    raise TypeError(f"expected a number, got {type(value).__name__}")
   arr = np.asarray(value)
   if arr.shape != ():
     raise ValueError(f"expected a scalar, got an array of shape {arr.shape}")

@@ -41,7 +41,10 @@ def is_nnx_variable(x: Any) -> bool:
 
 
 def _unwrap(leaf: Any) -> Any:
-  return leaf.value if is_nnx_variable(leaf) else leaf
+  if not is_nnx_variable(leaf):
+    return leaf
+  get = getattr(leaf, "get_value", None)  # flax >= 0.12; `.value` is deprecated there
+  return get() if get is not None else leaf.value
 
 
 def _component(key: Any) -> str | int:

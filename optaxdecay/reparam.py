@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 import optax
 
 from optaxdecay import _hparams
 
 
 def _combine(a: Any, b: Any, op: Any) -> optax.ScalarOrSchedule:
+  """``op(a, b)``, or the schedule ``count -> op(a(count), b(count))``.
+
+  A schedule's values are promoted to the default float type first (float64
+  under ``jax_enable_x64``): a float32 schedule value times a Python float
+  would otherwise round the product to float32, and the conversion would be
+  exact only to float32 precision.
+  """
   if callable(a) or callable(b):
     fa = a if callable(a) else (lambda _: a)
     fb = b if callable(b) else (lambda _: b)
-    return lambda count: op(fa(count), fb(count))
+
+    def schedule(count: Any) -> Any:
+      dtype = jnp.result_type(float)
+      return op(jnp.asarray(fa(count), dtype), jnp.asarray(fb(count), dtype))
+
+    return schedule
   return op(a, b)
 
 

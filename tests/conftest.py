@@ -1,0 +1,71 @@
+"""Shared fixtures: a real loss (a small MLP on scikit-learn's digits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+
+class DigitsProblem:
+  """A Flax Linen MLP (64-32-10, tanh) on ``load_digits``, mini-batched by step.
+
+  ``grad_fn(params, step)`` is the gradient of the mean cross-entropy on batch
+  ``step % n_batches``; everything is in ``dtype`` (build float64 problems
+  inside ``jax.enable_x64(True)``).
+  """
+
+  def __init__(self, dtype: Any, hidden: int = 32, batch: int = 128):
+    from flax import linen as nn
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float64)
+    n = (len(x) // batch) * batch
+    self.x = x[:n].reshape(-1, batch, 64)
+    self.y = y[:n].reshape(-1, batch)
+    self.dtype = dtype
+
+    class MLP(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        x = jnp.tanh(nn.Dense(hidden, dtype=dtype, param_dtype=dtype)(x))
+        return nn.Dense(10, dtype=dtype, param_dtype=dtype)(x)
+
+    self.model = MLP()
+    params = self.model.init(jax.random.key(0), jnp.zeros((1, 64), dtype))["params"]
+    # Nonzero biases, so that masking them out is visible.
+    self.params = jax.tree_util.tree_map_with_path(
+      lambda path, w: w + 0.1 if path[-1].key == "bias" else w, params
+    )
+
+  def loss(self, params, x, y):
+    logp = jax.nn.log_softmax(self.model.apply({"params": params}, x))
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+  @property
+  def grad_fn(self) -> Callable[[Any, jax.Array], Any]:
+    xs = jnp.asarray(self.x, self.dtype)
+    ys = jnp.asarray(self.y)
+    n = xs.shape[0]
+
+    def grad_fn(params, step):
+      i = step % n
+      return jax.grad(self.loss)(params, xs[i], ys[i])
+
+    return grad_fn
+
+
+@pytest.fixture(scope="session")
+def digits32() -> DigitsProblem:
+  return DigitsProblem(jnp.float32)
+
+
+@pytest.fixture(scope="session")
+def make_digits() -> type[DigitsProblem]:
+  """The problem class, for tests that build it under ``jax.enable_x64``."""
+  return DigitsProblem

@@ -1,0 +1,66 @@
+"""``optaxdecay.testing``: trajectories and step-by-step comparisons."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optaxdecay import testing as odt
+
+PARAMS = {"layer": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}}
+
+
+def grad_fn(params, step):
+  return jax.tree.map(lambda w: w + 0.1 * step, params)
+
+
+def test_trajectory_matches_python_loop():
+  tx = optax.sgd(0.1, momentum=0.5)
+  traj = odt.trajectory(tx, PARAMS, grad_fn, 5)
+  assert traj["layer"]["kernel"].shape == (5, 2, 2)
+  p, s = PARAMS, tx.init(PARAMS)
+  for step in range(5):
+    u, s = tx.update(grad_fn(p, jnp.asarray(step)), s, p)
+    p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(traj["layer"]["kernel"][step], p["layer"]["kernel"], rtol=1e-6)
+
+
+def test_assert_equivalent_passes_and_reports():
+  div = odt.assert_equivalent(optax.sgd(0.1), optax.sgd(0.1), PARAMS, grad_fn, 4)
+  assert div.step is None and div.max_abs == 0.0
+
+
+def _nudge_bias_from_step(k):
+  """An optimizer wrapper that adds 1e-3 to the bias update from step ``k`` on."""
+
+  def init(params):
+    return jnp.zeros([], jnp.int32)
+
+  def update(updates, count, params=None):
+    updates = dict(updates, layer=dict(updates["layer"]))
+    updates["layer"]["bias"] = updates["layer"]["bias"] + jnp.where(count >= k, 1e-3, 0.0)
+    return updates, count + 1
+
+  return optax.GradientTransformation(init, update)
+
+
+def test_assert_equivalent_names_step_and_leaf():
+  """Identical until the bias is nudged at (0-based) step 2, i.e. after step 3."""
+  tx = optax.sgd(0.1)
+  with pytest.raises(AssertionError, match=r"after step 3 of 5, at leaf 'layer/bias'"):
+    odt.assert_equivalent(tx, optax.chain(tx, _nudge_bias_from_step(2)), PARAMS, grad_fn, 5)
+
+
+def test_assert_not_equivalent():
+  div = odt.assert_not_equivalent(optax.sgd(0.1), optax.sgd(0.2), PARAMS, grad_fn, 3)
+  assert div.step == 1
+  with pytest.raises(AssertionError, match="agree at every one of 3 steps"):
+    odt.assert_not_equivalent(optax.sgd(0.1), optax.sgd(0.1), PARAMS, grad_fn, 3)
+
+
+def test_trajectory_bad_steps():
+  with pytest.raises(ValueError, match="trajectory: `steps`"):
+    odt.trajectory(optax.sgd(0.1), PARAMS, grad_fn, 0)
