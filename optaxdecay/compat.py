@@ -665,7 +665,18 @@ def keras_adam(
     ``keras/src/optimizers/adam.py`` (``update_step``) and
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
-  fn = "keras_adam"
+  return _keras_adam("keras_adam", learning_rate, beta_1, beta_2, epsilon, weight_decay, mask)
+
+
+def _keras_adam(
+  fn: str,
+  learning_rate: ScalarOrSchedule,
+  beta_1: float,
+  beta_2: float,
+  epsilon: float,
+  weight_decay: float | None,
+  mask: _tree.MaskArg,
+) -> optax.GradientTransformation:
   _check_lr(fn, "learning_rate", learning_rate)
   wd = _keras_wd(fn, weight_decay)
   _check(fn, "beta_1", beta_1, high=1.0)
@@ -730,9 +741,9 @@ def keras_adamw(
   References:
     ``keras/src/optimizers/adamw.py``, ``adam.py`` and ``base_optimizer.py``.
   """
-  fn = "keras_adamw"
-  _check(fn, "weight_decay", weight_decay)
-  return keras_adam(learning_rate, beta_1, beta_2, epsilon, weight_decay, mask=mask)
+  if weight_decay is None:
+    raise TypeError("keras_adamw: `weight_decay` must be a float, got None.")
+  return _keras_adam("keras_adamw", learning_rate, beta_1, beta_2, epsilon, weight_decay, mask)
 
 
 # --------------------------------------------------------------------------
@@ -912,8 +923,8 @@ def composer_sgdw(
 
   Raises:
     ValueError: a hyperparameter out of range; :math:`\eta_0 \le 0`;
-      Nesterov without momentum or with dampening;
-      :math:`(\eta_0/\eta_0)\lambda \ge 1`.
+      Nesterov without momentum or with dampening; a decay fraction
+      :math:`(\eta_t/\eta_0)\lambda \ge 1` at step 0.
 
   Example:
     >>> import jax.numpy as jnp

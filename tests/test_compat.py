@@ -696,6 +696,16 @@ ERROR_CASES = {
     ValueError,
     "keras_adamw: `weight_decay`",
   ),
+  "keras_adamw_none_decay": (
+    lambda: compat.keras_adamw(weight_decay=None),
+    TypeError,
+    "keras_adamw: `weight_decay`",
+  ),
+  "keras_adamw_beta_2_one": (
+    lambda: compat.keras_adamw(beta_2=1.0),
+    ValueError,
+    "keras_adamw: `beta_2`",
+  ),
   "keras_adam_array_epsilon": (
     lambda: compat.keras_adam(epsilon=np.ones(2)),
     TypeError,
