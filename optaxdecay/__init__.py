@@ -4,10 +4,11 @@ Composable Optax transforms: :func:`add_l2_to_grad` (an L2 penalty's gradient,
 before the optimizer), :func:`decoupled_weight_decay` (AdamW-style decay, after
 it), masks (:func:`bias_mask`, :func:`decay_mask`) and the conversions between
 the two (:func:`l2_to_decay_rate`, :func:`decay_rate_to_l2`). Test helpers live
-in :mod:`optaxdecay.testing`.
+in :mod:`optaxdecay.testing`; exact reproductions of PyTorch, Keras,
+TF-Addons, Composer and the AdamW paper in :mod:`optaxdecay.compat`.
 """
 
-from optaxdecay import testing
+from optaxdecay import compat, testing
 from optaxdecay._hparams import ScheduleState
 from optaxdecay.decay import decoupled_weight_decay
 from optaxdecay.l2 import add_l2_to_grad
@@ -21,6 +22,7 @@ __all__ = [
   "ScheduleState",
   "add_l2_to_grad",
   "bias_mask",
+  "compat",
   "decay_mask",
   "decay_rate_to_l2",
   "decoupled_weight_decay",

@@ -1,0 +1,787 @@
+"""optaxdecay.compat against the real PyTorch and Keras, and float64 references.
+
+Every comparison runs STEPS updates on the same random noisy quadratic
+(``g = h * p + noise[step]``, the gradient taken at the current parameters),
+with a constant learning rate and with a schedule that rises then falls.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxdecay as od
+from optaxdecay import compat
+from optaxdecay.testing import assert_equivalent, assert_not_equivalent, compare, trajectory
+
+STEPS = 30
+ATOL32 = 1e-5  # float32, against the real frameworks
+ATOL64 = 1e-10  # float64, against hand-written references
+
+
+def lr_factor(k):
+  """A warmup-then-decay multiplier; works on Python numbers and JAX arrays."""
+  return (1.0 + k) / (1.0 + 0.1 * k * k)
+
+
+def schedule(base):
+  """The Optax counterpart of ``LambdaLR(opt, lr_factor)`` with ``base_lr=base``."""
+  return lambda count: base * lr_factor(count)
+
+
+def _problem(dtype=np.float32, seed=0):
+  rng = np.random.default_rng(seed)
+  shapes = {"w": (3, 4), "bias": (4,)}
+  params = {k: (0.5 * rng.normal(size=s)).astype(dtype) for k, s in shapes.items()}
+  curv = {k: rng.uniform(0.5, 2.0, size=s).astype(dtype) for k, s in shapes.items()}
+  noise = {k: rng.normal(size=(STEPS, *s)).astype(dtype) for k, s in shapes.items()}
+
+  def grad_np(p, step):
+    return {k: curv[k] * p[k] + noise[k][step] for k in p}
+
+  def grad_fn(p, step):
+    return {k: jnp.asarray(curv[k]) * p[k] + jnp.asarray(noise[k])[step] for k in p}
+
+  return params, grad_np, grad_fn
+
+
+def _ours(tx, params, grad_fn):
+  """Our trajectory, run eagerly: after the first test every primitive is cached,
+  which is much cheaper than compiling one scan per test (the jit path is
+  covered by the converter and divergence tests below)."""
+  p = jax.tree.map(jnp.asarray, params)
+  state = tx.init(p)
+  out = {k: [] for k in p}
+  for step in range(STEPS):
+    updates, state = tx.update(grad_fn(p, jnp.int32(step)), state, p)
+    p = optax.apply_updates(p, updates)
+    for k in p:
+      out[k].append(np.asarray(p[k]))
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+def _max_err(a, b):
+  return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - b[k]))) for k in a)
+
+
+@pytest.fixture
+def x64():
+  """float64 inside one test only (a scoped jax.enable_x64)."""
+  with jax.enable_x64(True):
+    yield
+
+
+def _check(name, ours, ref, atol):
+  err = _max_err(ours, ref)
+  moved = _max_err(ref, {k: np.broadcast_to(ref[k][0], ref[k].shape) for k in ref})
+  print(f"{name}: max abs error {err:.2e} over {STEPS} steps (params moved {moved:.2f})")
+  assert err <= atol, f"{name}: max abs error {err:.3e} > {atol}"
+
+
+# --------------------------------------------------------------------------
+# PyTorch.
+
+
+@pytest.fixture(scope="module")
+def torch():
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  torch.set_num_threads(1)
+  return torch
+
+
+def _torch_traj(torch, make_opt, params, grad_np, lr_lambda=None):
+  tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
+  opt = make_opt(tp)
+  sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
+  out = {k: [] for k in tp}
+  for step in range(STEPS):
+    grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
+    for k, p in tp.items():
+      p.grad = torch.from_numpy(grads[k])
+    opt.step()
+    if sched is not None:
+      sched.step()
+    for k, p in tp.items():
+      out[k].append(p.detach().numpy().copy())
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+SGD_CASES = {
+  "plain": dict(momentum=0.0, dampening=0.0, nesterov=False),
+  "momentum": dict(momentum=0.9, dampening=0.0, nesterov=False),
+  "dampening": dict(momentum=0.9, dampening=0.5, nesterov=False),
+  "nesterov": dict(momentum=0.9, dampening=0.0, nesterov=True),
+}
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+@pytest.mark.parametrize("case", list(SGD_CASES))
+def test_torch_sgd_matches_pytorch(torch, case, scheduled):
+  kw = SGD_CASES[case]
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.05, 0.1
+  ref = _torch_traj(
+    torch,
+    lambda tp: torch.optim.SGD(tp.values(), lr=lr, weight_decay=wd, **kw),
+    params,
+    grad_np,
+    lr_factor if scheduled else None,
+  )
+  tx = compat.torch_sgd(schedule(lr) if scheduled else lr, weight_decay=wd, **kw)
+  _check(f"torch SGD {case} sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_torch_adam_and_adamw_match_pytorch(torch, name, scheduled):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.02, 0.5
+  ref = _torch_traj(
+    torch,
+    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd),
+    params,
+    grad_np,
+    lr_factor if scheduled else None,
+  )
+  factory = compat.torch_adam if name == "Adam" else compat.torch_adamw
+  tx = factory(schedule(lr) if scheduled else lr, weight_decay=wd)
+  _check(f"torch {name} sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+def test_torch_adamw_defaults_match_pytorch(torch):
+  params, grad_np, grad_fn = _problem(seed=1)
+  ref = _torch_traj(torch, lambda tp: torch.optim.AdamW(tp.values()), params, grad_np)
+  _check("torch AdamW defaults", _ours(compat.torch_adamw(), params, grad_fn), ref, ATOL32)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_torch_float64_agrees_to_rounding(torch, x64, name):
+  """In float64 the float32 drift above vanishes: the conventions are exact."""
+  params, grad_np, grad_fn = _problem(np.float64)
+  lr, wd = 0.02, 0.5
+  kw = dict(momentum=0.9, dampening=0.5) if name == "SGD" else {}
+  ref = _torch_traj(
+    torch,
+    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd, **kw),
+    params,
+    grad_np,
+    lr_factor,
+  )
+  factory = {"SGD": compat.torch_sgd, "Adam": compat.torch_adam, "AdamW": compat.torch_adamw}
+  tx = factory[name](schedule(lr), weight_decay=wd, **kw)
+  _check(f"torch {name} float64", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_torch_mask_matches_param_groups(torch, name):
+  """mask=od.bias_mask is PyTorch's param group with weight_decay=0 for biases."""
+  params, grad_np, grad_fn = _problem()
+  lr, wd = (0.05, 0.1) if name == "SGD" else (0.02, 0.5)
+
+  def make(tp):
+    groups = [{"params": [tp["w"]]}, {"params": [tp["bias"]], "weight_decay": 0.0}]
+    if name == "SGD":
+      return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=wd)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+
+  ref = _torch_traj(torch, make, params, grad_np)
+  if name == "SGD":
+    tx = compat.torch_sgd(lr, momentum=0.9, weight_decay=wd, mask=od.bias_mask)
+  else:
+    tx = compat.torch_adamw(lr, weight_decay=wd, mask=od.bias_mask)
+  _check(f"torch {name} masked", _ours(tx, params, grad_fn), ref, ATOL32)
+  extra = {"SGD": dict(momentum=0.9), "AdamW": {}}[name]
+  unmasked = _torch_traj(
+    torch,
+    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd, **extra),
+    params,
+    grad_np,
+  )
+  assert _max_err(unmasked, ref) > 1e-3  # the mask is doing something
+
+
+# --------------------------------------------------------------------------
+# Keras 3 (JAX backend).
+
+
+@pytest.fixture(scope="module")
+def keras():
+  keras = pytest.importorskip("keras", reason="keras is not installed (extra: compat)")
+  if keras.backend.backend() != "jax":
+    pytest.skip(f"keras was imported with the {keras.backend.backend()!r} backend, not 'jax'")
+  return keras
+
+
+def _keras_schedule(keras, base):
+  class Sched(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+      return base * lr_factor(keras.ops.cast(step, "float32"))
+
+  return Sched()
+
+
+def _keras_traj(keras, opt, params, grad_np, exclude=None):
+  variables = {k: keras.Variable(v, name=k) for k, v in params.items()}
+  if exclude:
+    opt.exclude_from_weight_decay(var_names=exclude)
+  out = {k: [] for k in variables}
+  for step in range(STEPS):
+    grads = grad_np({k: np.asarray(v.value) for k, v in variables.items()}, step)
+    opt.apply([jnp.asarray(grads[k]) for k in variables], list(variables.values()))
+    for k, v in variables.items():
+      out[k].append(np.asarray(v.value))
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+@pytest.mark.parametrize(
+  "momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)], ids=["plain", "mom", "nest"]
+)
+def test_keras_sgd_matches_keras(keras, momentum, nesterov, scheduled):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.05, 0.1
+  klr = _keras_schedule(keras, lr) if scheduled else lr
+  opt = keras.optimizers.SGD(klr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+  ref = _keras_traj(keras, opt, params, grad_np)
+  tx = compat.keras_sgd(
+    schedule(lr) if scheduled else lr, momentum=momentum, nesterov=nesterov, weight_decay=wd
+  )
+  name = f"keras SGD momentum={momentum} nesterov={nesterov} sched={scheduled}"
+  _check(name, _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_keras_adamw_matches_keras(keras, scheduled):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.02, 0.5
+  klr = _keras_schedule(keras, lr) if scheduled else lr
+  ref = _keras_traj(keras, keras.optimizers.AdamW(klr, weight_decay=wd), params, grad_np)
+  tx = compat.keras_adamw(schedule(lr) if scheduled else lr, weight_decay=wd)
+  _check(f"keras AdamW sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+def test_keras_adamw_defaults_and_epsilon_hat(keras):
+  """Small gradients make Keras' epsilon hat visible: it must still match."""
+  params, grad_np, grad_fn = _problem(seed=2)
+
+  def tiny(p, step):
+    return jax.tree.map(lambda g: 1e-6 * g, grad_np(p, step))
+
+  def tiny_fn(p, step):
+    return jax.tree.map(lambda g: 1e-6 * g, grad_fn(p, step))
+
+  ref = _keras_traj(keras, keras.optimizers.AdamW(), params, tiny)
+  ours = _ours(compat.keras_adamw(), params, tiny_fn)
+  _check("keras AdamW defaults, |g|~1e-6", ours, ref, ATOL32)
+  torch_style = _ours(compat.torch_adamw(0.001, eps=1e-7, weight_decay=0.004), params, tiny_fn)
+  assert _max_err(torch_style, ref) > 10 * ATOL32  # the epsilon convention matters here
+
+
+def test_keras_adam_weight_decay_is_decoupled(keras):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.02, 0.5
+  ref = _keras_traj(keras, keras.optimizers.Adam(lr, weight_decay=wd), params, grad_np)
+  _check(
+    "keras Adam(weight_decay)",
+    _ours(compat.keras_adam(lr, weight_decay=wd), params, grad_fn),
+    ref,
+    ATOL32,
+  )
+
+
+def test_keras_mask_matches_exclude_from_weight_decay(keras):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.02, 0.5
+  opt = keras.optimizers.AdamW(lr, weight_decay=wd)
+  ref = _keras_traj(keras, opt, params, grad_np, exclude=["bias"])
+  ours = _ours(compat.keras_adamw(lr, weight_decay=wd, mask=od.bias_mask), params, grad_fn)
+  _check("keras AdamW exclude_from_weight_decay(['bias'])", ours, ref, ATOL32)
+  unmasked = _keras_traj(keras, keras.optimizers.AdamW(lr, weight_decay=wd), params, grad_np)
+  assert _max_err(unmasked, ref) > 1e-3  # the mask is doing something
+
+
+# --------------------------------------------------------------------------
+# Float64 references of the published equations (Composer, TF-Addons, paper).
+
+
+def _ref_loop(params, grad_np, step_fn, state):
+  """Runs ``p, state = step_fn(p, g, t, state)`` (t = 1, 2, ...) in float64."""
+  p = {k: v.astype(np.float64) for k, v in params.items()}
+  out = {k: [] for k in p}
+  for step in range(STEPS):
+    g = grad_np(p, step)
+    p, state = step_fn(p, g, step + 1, state)
+    for k in p:
+      out[k].append(p[k].copy())
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+def _zeros(params):
+  return {k: np.zeros(v.shape, np.float64) for k, v in params.items()}
+
+
+def _adam_moments(state, g, b1, b2):
+  m = {k: b1 * state["m"][k] + (1 - b1) * g[k] for k in g}
+  v = {k: b2 * state["v"][k] + (1 - b2) * g[k] ** 2 for k in g}
+  return {"m": m, "v": v}
+
+
+def warmup(base):
+  """Starts at 0: Composer's ratio then needs an explicit initial_lr."""
+  return lambda count: base * count / (count + 3.0)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_paper_adamw_matches_algorithm_2(x64, scheduled):
+  params, grad_np, grad_fn = _problem(np.float64)
+  alpha, wd, b1, b2, eps = 0.02, 0.05, 0.9, 0.999, 1e-8
+  mult = lr_factor if scheduled else (lambda k: 1.0)
+
+  def step(p, g, t, s):
+    s = _adam_moments(s, g, b1, b2)
+    eta = mult(t - 1)  # SetScheduleMultiplier(t); our count is t - 1
+    new = {}
+    for k in p:
+      mh, vh = s["m"][k] / (1 - b1**t), s["v"][k] / (1 - b2**t)
+      new[k] = p[k] - eta * (alpha * mh / (np.sqrt(vh) + eps) + wd * p[k])
+    return new, s
+
+  ref = _ref_loop(params, grad_np, step, {"m": _zeros(params), "v": _zeros(params)})
+  tx = compat.paper_adamw(
+    alpha, weight_decay=wd, schedule_multiplier=lr_factor if scheduled else 1.0, b1=b1, b2=b2
+  )
+  _check(f"paper AdamW sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_paper_sgdw_matches_algorithm_1(x64, scheduled):
+  params, grad_np, grad_fn = _problem(np.float64)
+  alpha, b1, wd = 0.05, 0.9, 0.02
+  mult = lr_factor if scheduled else (lambda k: 1.0)
+
+  def step(p, g, t, m):
+    eta = mult(t - 1)
+    m = {k: b1 * m[k] + eta * alpha * g[k] for k in g}
+    return {k: p[k] - m[k] - eta * wd * p[k] for k in p}, m
+
+  ref = _ref_loop(params, grad_np, step, _zeros(params))
+  tx = compat.paper_sgdw(
+    alpha, b1, weight_decay=wd, schedule_multiplier=lr_factor if scheduled else 1.0
+  )
+  _check(f"paper SGDW sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("lr_kind", ["const", "schedule", "warmup_from_0"])
+def test_composer_adamw_matches_reference(x64, lr_kind):
+  params, grad_np, grad_fn = _problem(np.float64)
+  base, wd, b1, b2, eps = 0.02, 0.01, 0.9, 0.95, 1e-8
+  lr = {"const": lambda k: base, "schedule": schedule(base), "warmup_from_0": warmup(base)}[lr_kind]
+
+  def step(p, g, t, s):
+    lr_t = lr(t - 1)
+    s = _adam_moments(s, g, b1, b2)
+    new = {}
+    for k in p:
+      q = p[k] * (1 - (lr_t / base) * wd)
+      denom = np.sqrt(s["v"][k]) / math.sqrt(1 - b2**t) + eps
+      new[k] = q - (lr_t / (1 - b1**t)) * s["m"][k] / denom
+    return new, s
+
+  ref = _ref_loop(params, grad_np, step, {"m": _zeros(params), "v": _zeros(params)})
+  ours_lr = base if lr_kind == "const" else lr
+  tx = compat.composer_adamw(ours_lr, weight_decay=wd, initial_lr=base)
+  _check(f"Composer DecoupledAdamW lr={lr_kind}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("case", list(SGD_CASES))
+def test_composer_sgdw_matches_reference(x64, case):
+  kw = SGD_CASES[case]
+  params, grad_np, grad_fn = _problem(np.float64)
+  base, wd = 0.05, 0.02
+  lr = schedule(base)
+  mu, tau = kw["momentum"], kw["dampening"]
+
+  def step(p, g, t, buf):
+    lr_t = lr(t - 1)
+    d = dict(g)
+    if mu:
+      buf = {k: g[k].copy() if t == 1 else mu * buf[k] + (1 - tau) * g[k] for k in g}
+      d = {k: g[k] + mu * buf[k] for k in g} if kw["nesterov"] else buf
+    return {k: p[k] * (1 - (lr_t / base) * wd) - lr_t * d[k] for k in p}, buf
+
+  ref = _ref_loop(params, grad_np, step, _zeros(params))
+  tx = compat.composer_sgdw(lr, weight_decay=wd, **kw)  # initial_lr = lr(0) = base
+  _check(f"Composer DecoupledSGDW {case}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_tfa_adamw_matches_reference(x64, scheduled):
+  params, grad_np, grad_fn = _problem(np.float64)
+  base, wd, b1, b2, eps = 0.02, 0.01, 0.9, 0.999, 1e-7
+  lr = schedule(base) if scheduled else (lambda k: base)
+  wd_t = (lambda k: wd * lr_factor(k)) if scheduled else (lambda k: wd)
+
+  def step(p, g, t, s):
+    new = {}
+    for k in p:
+      q = p[k] - wd_t(t - 1) * p[k]  # decay first, not x lr
+      m = s["m"][k] + (g[k] - s["m"][k]) * (1 - b1)
+      v = s["v"][k] + (g[k] ** 2 - s["v"][k]) * (1 - b2)
+      s["m"][k], s["v"][k] = m, v
+      lr_hat = lr(t - 1) * math.sqrt(1 - b2**t) / (1 - b1**t)
+      new[k] = q - lr_hat * m / (np.sqrt(v) + eps)
+    return new, s
+
+  ref = _ref_loop(params, grad_np, step, {"m": _zeros(params), "v": _zeros(params)})
+  tx = compat.tfa_adamw(wd_t if scheduled else wd, schedule(base) if scheduled else base)
+  _check(f"TF-Addons AdamW sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_tfa_sgdw_matches_reference(x64, nesterov):
+  params, grad_np, grad_fn = _problem(np.float64)
+  base, wd, mu = 0.05, 0.01, 0.9
+  lr = schedule(base)
+
+  def step(p, g, t, vel):
+    lr_t = lr(t - 1)
+    vel = {k: mu * vel[k] - lr_t * g[k] for k in g}
+    new = {}
+    for k in p:
+      q = p[k] - wd * p[k]
+      new[k] = q + (mu * vel[k] - lr_t * g[k] if nesterov else vel[k])
+    return new, vel
+
+  ref = _ref_loop(params, grad_np, step, _zeros(params))
+  tx = compat.tfa_sgdw(wd, lr, momentum=mu, nesterov=nesterov)
+  _check(f"TF-Addons SGDW nesterov={nesterov}", _ours(tx, params, grad_fn), ref, ATOL64)
+
+
+# --------------------------------------------------------------------------
+# Converters: exact where they claim to be.
+
+
+def _equivalent(tx_a, tx_b):
+  params, _, grad_fn = _problem(seed=3)
+  div = assert_equivalent(
+    tx_a, tx_b, jax.tree.map(jnp.asarray, params), grad_fn, STEPS, rtol=1e-5, atol=1e-6
+  )
+  print(f"max abs difference {div.max_abs:.2e}")
+
+
+def _all_equivalent(*txs):
+  """Like assert_equivalent for several optimizers, each compiled once."""
+  params, _, grad_fn = _problem(seed=3)
+  params = jax.tree.map(jnp.asarray, params)
+  trajs = [trajectory(tx, params, grad_fn, STEPS) for tx in txs]
+  for i, traj in enumerate(trajs[1:], 1):
+    div = compare(trajs[0], traj, rtol=1e-5, atol=1e-6)
+    assert div.step is None, f"optimizer {i} diverges after step {div.step} at {div.path}: {div}"
+    print(f"optimizer {i}: max abs difference {div.max_abs:.2e}")
+
+
+def test_torch_adamw_to_paper_adamw_and_back():
+  lr = schedule(0.02)  # a constant is the special case lr_factor == 1
+  torch_tx = compat.torch_adamw(lr, weight_decay=0.5)
+  kw = compat.torch_adamw_to_paper_adamw(lr, weight_decay=0.5)
+  back = compat.paper_adamw_to_torch_adamw(**kw)
+  _all_equivalent(torch_tx, compat.paper_adamw(**kw), compat.torch_adamw(**back))
+
+
+def test_torch_adamw_to_composer_adamw_and_back():
+  lr = schedule(0.02)  # a constant is the special case lr_factor == 1
+  torch_tx = compat.torch_adamw(lr, weight_decay=0.5)
+  kw = compat.torch_adamw_to_composer_adamw(lr, weight_decay=0.5)
+  back = compat.composer_adamw_to_torch_adamw(**kw)
+  _all_equivalent(torch_tx, compat.composer_adamw(**kw), compat.torch_adamw(**back))
+
+
+def test_keras_adamw_to_tfa_adamw():
+  lr = schedule(0.02)  # a constant is the special case lr_factor == 1
+  kw = compat.keras_adamw_to_tfa_adamw(lr, weight_decay=0.5)
+  _equivalent(compat.keras_adamw(lr, weight_decay=0.5), compat.tfa_adamw(**kw))
+
+
+def test_tfa_adamw_to_keras_adamw():
+  kw = compat.tfa_adamw_to_keras_adamw(0.01, learning_rate=0.02)
+  _equivalent(compat.tfa_adamw(0.01, 0.02), compat.keras_adamw(**kw))
+
+
+@pytest.mark.parametrize(
+  "lr,momentum,wd",
+  [(schedule(0.05), 0.0, 0.1), (0.05, 0.9, 0.0)],
+  ids=["plain_scheduled_decay", "momentum_constant_lr"],
+)
+def test_torch_sgd_to_keras_sgd_and_back(lr, momentum, wd):
+  torch_tx = compat.torch_sgd(lr, momentum=momentum, weight_decay=wd)
+  kw = compat.torch_sgd_to_keras_sgd(lr, momentum=momentum, weight_decay=wd)
+  back = compat.keras_sgd_to_torch_sgd(**kw)
+  _all_equivalent(torch_tx, compat.keras_sgd(**kw), compat.torch_sgd(**back))
+
+
+def test_paper_sgdw_to_keras_sgd():
+  kw = compat.paper_sgdw_to_keras_sgd(0.05, 0.9, weight_decay=0.005, schedule_multiplier=lr_factor)
+  _equivalent(
+    compat.paper_sgdw(0.05, 0.9, weight_decay=0.005, schedule_multiplier=lr_factor),
+    compat.keras_sgd(**kw),
+  )
+
+
+def test_keras_adam_weight_decay_equals_keras_adamw():
+  _equivalent(compat.keras_adam(0.02, weight_decay=0.5), compat.keras_adamw(0.02, 0.5))
+
+
+def test_torch_sgd_to_composer_sgdw():
+  lr = schedule(0.05)
+  kw = compat.torch_sgd_to_composer_sgdw(lr, weight_decay=0.1)
+  _equivalent(compat.torch_sgd(lr, weight_decay=0.1), compat.composer_sgdw(**kw))
+
+
+def test_torch_adamw_equals_optax_adamw():
+  lr = schedule(0.02)
+  _equivalent(compat.torch_adamw(lr, weight_decay=0.5), optax.adamw(lr, weight_decay=0.5))
+
+
+def test_works_under_inject_hyperparams():
+  tx = optax.inject_hyperparams(compat.torch_adamw)(lr=0.02, weight_decay=0.5)
+  _equivalent(tx, compat.torch_adamw(0.02, weight_decay=0.5))
+
+
+# --------------------------------------------------------------------------
+# Conventions that are NOT equivalent: each pair must diverge.
+
+
+def _diverge(tx_a, tx_b):
+  params, _, grad_fn = _problem(seed=4)
+  div = assert_not_equivalent(
+    tx_a, tx_b, jax.tree.map(jnp.asarray, params), grad_fn, STEPS, rtol=1e-4, atol=1e-5
+  )
+  print(f"first diverges after step {div.step} at {div.path!r}; max abs {div.max_abs:.2e}")
+
+
+def test_not_equivalent_torch_adam_l2_vs_torch_adamw():
+  _diverge(compat.torch_adam(0.02, weight_decay=0.5), compat.torch_adamw(0.02, weight_decay=0.5))
+
+
+def test_not_equivalent_torch_sgd_vs_keras_sgd_with_momentum_and_decay():
+  _diverge(
+    compat.torch_sgd(0.05, momentum=0.9, weight_decay=0.1),
+    compat.keras_sgd(0.05, momentum=0.9, weight_decay=0.1),
+  )
+
+
+def test_not_equivalent_torch_vs_keras_momentum_under_a_schedule():
+  """No decay at all: only where the learning rate sits (outside/inside the buffer)."""
+  _diverge(compat.torch_sgd(schedule(0.05), momentum=0.9), compat.keras_sgd(schedule(0.05), 0.9))
+
+
+def test_not_equivalent_torch_adamw_vs_keras_adamw_epsilon():
+  _diverge(
+    compat.torch_adamw(0.02, eps=1e-2, weight_decay=0.5),
+    compat.keras_adamw(0.02, weight_decay=0.5, epsilon=1e-2),
+  )
+
+
+def test_not_equivalent_keras_adamw_vs_tfa_adamw_unscheduled_decay():
+  lr = schedule(0.02)
+  _diverge(compat.keras_adamw(lr, weight_decay=0.5), compat.tfa_adamw(0.02 * 0.5, lr))
+
+
+def test_not_equivalent_torch_adamw_vs_paper_adamw_same_numbers():
+  _diverge(compat.torch_adamw(0.02, weight_decay=0.5), compat.paper_adamw(0.02, weight_decay=0.5))
+
+
+def test_not_equivalent_torch_adamw_vs_composer_adamw_same_numbers():
+  _diverge(
+    compat.torch_adamw(0.02, weight_decay=0.01),
+    compat.composer_adamw(0.02, betas=(0.9, 0.999), weight_decay=0.01),
+  )
+
+
+def test_not_equivalent_torch_sgd_l2_vs_composer_sgdw_with_momentum():
+  kw = compat.torch_sgd_to_composer_sgdw(0.05, weight_decay=0.1)
+  _diverge(
+    compat.torch_sgd(0.05, momentum=0.9, weight_decay=0.1),
+    compat.composer_sgdw(momentum=0.9, **kw),
+  )
+
+
+def test_not_equivalent_paper_sgdw_vs_composer_sgdw_under_a_schedule():
+  """lr inside the momentum (paper) vs outside (Composer/PyTorch)."""
+  _diverge(
+    compat.paper_sgdw(0.05, 0.9, weight_decay=0.0, schedule_multiplier=lr_factor),
+    compat.composer_sgdw(schedule(0.05), momentum=0.9),
+  )
+
+
+def test_not_equivalent_tfa_sgdw_vs_keras_sgd_same_numbers():
+  _diverge(compat.tfa_sgdw(0.1, 0.05, momentum=0.9), compat.keras_sgd(0.05, 0.9, weight_decay=0.1))
+
+
+def test_not_equivalent_torch_dampening_first_step():
+  """PyTorch's undampened first buffer is not optax.ema-style dampening."""
+  _diverge(
+    optax.chain(compat.scale_by_torch_momentum(0.9, dampening=0.5), optax.scale(-0.05)),
+    optax.chain(optax.trace(0.9), optax.scale(0.5), optax.scale(-0.05)),
+  )
+
+
+# --------------------------------------------------------------------------
+# Errors: one case each.
+
+
+def _neg_at_0(count):
+  return -1.0 + 0.0 * count
+
+
+ERROR_CASES = {
+  "sgd_negative_lr": (lambda: compat.torch_sgd(-0.1), ValueError, "torch_sgd: `lr`"),
+  "sgd_nan_lr": (lambda: compat.torch_sgd(float("nan")), ValueError, "torch_sgd: `lr`"),
+  "sgd_schedule_negative": (lambda: compat.torch_sgd(_neg_at_0), ValueError, "torch_sgd: `lr`"),
+  "sgd_negative_momentum": (
+    lambda: compat.torch_sgd(0.1, momentum=-0.5),
+    ValueError,
+    "torch_sgd: `momentum`",
+  ),
+  "sgd_negative_weight_decay": (
+    lambda: compat.torch_sgd(0.1, weight_decay=-1.0),
+    ValueError,
+    "torch_sgd: `weight_decay`",
+  ),
+  "sgd_bool_weight_decay": (
+    lambda: compat.torch_sgd(0.1, weight_decay=True),
+    TypeError,
+    "torch_sgd: `weight_decay`",
+  ),
+  "sgd_nesterov_without_momentum": (
+    lambda: compat.torch_sgd(0.1, nesterov=True),
+    ValueError,
+    "torch_sgd: Nesterov",
+  ),
+  "sgd_nesterov_with_dampening": (
+    lambda: compat.torch_sgd(0.1, momentum=0.9, dampening=0.1, nesterov=True),
+    ValueError,
+    "torch_sgd: Nesterov",
+  ),
+  "adam_beta_one": (
+    lambda: compat.torch_adam(betas=(0.9, 1.0)),
+    ValueError,
+    r"torch_adam: `betas\[1\]`",
+  ),
+  "adam_betas_not_a_pair": (
+    lambda: compat.torch_adam(betas=0.9),
+    TypeError,
+    "torch_adam: `betas`",
+  ),
+  "adam_negative_eps": (lambda: compat.torch_adam(eps=-1e-8), ValueError, "torch_adam: `eps`"),
+  "adamw_decay_fraction_ge_1": (
+    lambda: compat.torch_adamw(2.0, weight_decay=0.5),
+    ValueError,
+    r"torch_adamw: `lr \* weight_decay` must be < 1",
+  ),
+  "keras_sgd_momentum_gt_1": (
+    lambda: compat.keras_sgd(momentum=1.5),
+    ValueError,
+    "keras_sgd: `momentum`",
+  ),
+  "keras_adamw_negative_decay": (
+    lambda: compat.keras_adamw(weight_decay=-0.1),
+    ValueError,
+    "keras_adamw: `weight_decay`",
+  ),
+  "keras_adamw_none_decay": (
+    lambda: compat.keras_adamw(weight_decay=None),
+    TypeError,
+    "keras_adamw: `weight_decay`",
+  ),
+  "keras_adamw_beta_2_one": (
+    lambda: compat.keras_adamw(beta_2=1.0),
+    ValueError,
+    "keras_adamw: `beta_2`",
+  ),
+  "keras_adam_array_epsilon": (
+    lambda: compat.keras_adam(epsilon=np.ones(2)),
+    TypeError,
+    "keras_adam: `epsilon`",
+  ),
+  "tfa_adamw_decay_ge_1": (
+    lambda: compat.tfa_adamw(1.0),
+    ValueError,
+    "tfa_adamw: `weight_decay` must be < 1",
+  ),
+  "tfa_sgdw_decay_schedule_negative": (
+    lambda: compat.tfa_sgdw(_neg_at_0),
+    ValueError,
+    "tfa_sgdw: `weight_decay`",
+  ),
+  "composer_initial_lr_zero": (
+    lambda: compat.composer_adamw(0.1, initial_lr=0.0),
+    ValueError,
+    "composer_adamw: `initial_lr` must be > 0",
+  ),
+  "composer_warmup_from_zero_without_initial_lr": (
+    lambda: compat.composer_sgdw(warmup(0.1), weight_decay=1e-4),
+    ValueError,
+    "composer_sgdw: `lr` must be > 0 at step 0",
+  ),
+  "paper_negative_alpha": (
+    lambda: compat.paper_adamw(-1.0, weight_decay=0.1),
+    ValueError,
+    "paper_adamw: `alpha`",
+  ),
+  "paper_decay_fraction_ge_1": (
+    lambda: compat.paper_sgdw(0.1, 0.9, weight_decay=1.0),
+    ValueError,
+    r"paper_sgdw: `schedule_multiplier \* weight_decay`",
+  ),
+  "keras_adam_beta_1_one": (
+    lambda: compat.scale_by_keras_adam(beta_1=1.0),
+    ValueError,
+    "scale_by_keras_adam: `beta_1`",
+  ),
+  "momentum_nesterov_dampening": (
+    lambda: compat.scale_by_torch_momentum(0.9, 0.5, nesterov=True),
+    ValueError,
+    "scale_by_torch_momentum: `nesterov=True`",
+  ),
+  "convert_sgd_momentum_and_decay": (
+    lambda: compat.torch_sgd_to_keras_sgd(0.1, momentum=0.9, weight_decay=1e-4),
+    ValueError,
+    "torch_sgd_to_keras_sgd: with momentum",
+  ),
+  "convert_sgd_momentum_and_schedule": (
+    lambda: compat.keras_sgd_to_torch_sgd(schedule(0.1), momentum=0.9),
+    ValueError,
+    "keras_sgd_to_torch_sgd: with momentum",
+  ),
+  "convert_tfa_schedule": (
+    lambda: compat.tfa_adamw_to_keras_adamw(schedule(1e-3), 0.1),
+    TypeError,
+    "tfa_adamw_to_keras_adamw",
+  ),
+  "convert_zero_lr": (
+    lambda: compat.torch_adamw_to_paper_adamw(0.0),
+    ValueError,
+    "torch_adamw_to_paper_adamw: `lr` must be > 0",
+  ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_arguments_raise(case):
+  build, exc, match = ERROR_CASES[case]
+  with pytest.raises(exc, match=match):
+    build()
+
+
+def test_mask_mismatch_is_reported():
+  tx = compat.torch_adamw(mask={"nope": True})
+  with pytest.raises(ValueError, match="decoupled_weight_decay"):
+    tx.init({"w": jnp.ones(2)})
