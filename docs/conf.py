@@ -114,6 +114,25 @@ def unlisted_api_names(text: str) -> list[str]:
   return [n for n in optaxdecay.__all__ if not _listed_in(text, n)]
 
 
+def _public(module) -> list[str]:
+  """A module's public names: its ``__all__``, or what it defines."""
+  names = getattr(module, "__all__", None)
+  if names is None:
+    names = [
+      n
+      for n, o in vars(module).items()
+      if not n.startswith("_")
+      and (inspect.isfunction(o) or inspect.isclass(o))
+      and o.__module__ == module.__name__
+    ]
+  return list(names)
+
+
+def _autodoc(fullname: str, obj) -> str:
+  kind = "autoclass" if inspect.isclass(obj) else "autofunction" if callable(obj) else "autodata"
+  return f"```{{eval-rst}}\n.. {kind}:: {fullname}\n```\n"
+
+
 def _append_unlisted(app, docname: str, source: list[str]) -> None:
   if docname != "api":
     return
@@ -121,18 +140,16 @@ def _append_unlisted(app, docname: str, source: list[str]) -> None:
   if not missing:
     return
   # Documented in place (autosummary stubs are generated before this hook runs).
+  # Classes without :members: (their fields are in the docstring's Attributes
+  # section, as with the autosummary class template).
   extra = ["", "## Other public names", ""]
   for name in missing:
     obj = getattr(optaxdecay, name)
     if inspect.ismodule(obj):
-      directive, options = f"automodule:: optaxdecay.{name}", [":members:"]
-    elif inspect.isclass(obj):
-      directive, options = f"autoclass:: optaxdecay.{name}", [":members:"]
-    elif callable(obj):
-      directive, options = f"autofunction:: optaxdecay.{name}", []
+      extra += ["```{eval-rst}", f".. automodule:: optaxdecay.{name}", "```", ""]
+      extra += [_autodoc(f"optaxdecay.{name}.{n}", getattr(obj, n)) for n in _public(obj)]
     else:
-      directive, options = f"autodata:: optaxdecay.{name}", []
-    extra += ["```{eval-rst}", f".. {directive}", *(f"   {o}" for o in options), "```", ""]
+      extra.append(_autodoc(f"optaxdecay.{name}", obj))
   source[0] = source[0].rstrip("\n") + "\n" + "\n".join(extra)
 
 
@@ -148,7 +165,15 @@ def _drop_missing_optional_pages(app, docname: str, source: list[str]) -> None:
       source[0] = re.sub(rf"^{re.escape(name)}[ \t]*\n", "", source[0], flags=re.MULTILINE)
 
 
+def _reread_root_doc(app, env, added, changed, removed) -> list[str]:
+  # index.md's toctree depends on which optional pages exist, and api.md's
+  # content on optaxdecay.__all__; Sphinx's incremental build tracks neither,
+  # so both are read again on every build.
+  return [root_doc, "api"]
+
+
 def setup(app):
+  app.connect("env-get-outdated", _reread_root_doc)
   app.connect("source-read", _drop_missing_optional_pages)
   app.connect("source-read", _append_unlisted)
   return {"parallel_read_safe": True}

@@ -53,6 +53,19 @@ def built_site(tmp_path_factory) -> Path:
   return out
 
 
+def _public_names(module) -> list[str]:
+  names = getattr(module, "__all__", None)
+  if names is not None:
+    return list(names)
+  return [
+    n
+    for n, o in vars(module).items()
+    if not n.startswith("_")
+    and (inspect.isfunction(o) or inspect.isclass(o))
+    and o.__module__ == module.__name__
+  ]
+
+
 def test_site_builds_without_warnings(built_site):
   for page in ("index", "theory", "howto", "api"):
     assert (built_site / f"{page}.html").is_file(), page
@@ -65,13 +78,10 @@ def test_every_public_name_is_in_the_api_reference(built_site):
     inventory = InventoryFile.load(f, "", os.path.join)
   documented = {name for entries in inventory.values() for name in entries}
   expected = {f"optaxdecay.{name}" for name in optaxdecay.__all__}
-  expected |= {
-    f"optaxdecay.testing.{name}"
-    for name, obj in vars(optaxdecay.testing).items()
-    if not name.startswith("_")
-    and (inspect.isfunction(obj) or inspect.isclass(obj))
-    and obj.__module__ == "optaxdecay.testing"
-  }
+  for name in optaxdecay.__all__:
+    module = getattr(optaxdecay, name)
+    if inspect.ismodule(module):
+      expected |= {f"{module.__name__}.{n}" for n in _public_names(module)}
   missing = sorted(expected - documented)
   assert not missing, f"not in the API reference: {missing}"
 
