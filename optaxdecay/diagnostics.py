@@ -243,7 +243,7 @@ class L2StrengthReport:
       for r in self.rows
     ]
     table = _table(
-      ["path", "count", "grad rms", "kappa mean", "kappa min", "kappa max", "vs decoupled"],
+      ["path", "count", "grad rms", "kappa mean", "kappa min", "kappa max", "kappa / wd"],
       body,
       right={1, 2, 3, 4, 5, 6},
     )
@@ -293,7 +293,7 @@ def _find_adam_state(opt_state: Any) -> optax.ScaleByAdamState:
 
 def _concrete_int(x: Any) -> int:
   if _tree.is_nnx_variable(x):
-    x = x.value
+    x = x.get_value() if hasattr(x, "get_value") else x.value
   return int(np.asarray(x))
 
 
@@ -483,12 +483,23 @@ class PrecisionReport:
 
 
 def _lost(w: np.ndarray, rate: float) -> np.ndarray:
-  """Nonzero elements where one rounding of ``w - rate*w`` to ``w.dtype`` gives back ``w``."""
-  w64 = w.astype(np.float64)
-  stepped = w64 - rate * w64  # exact up to one float64 rounding
-  if w.dtype != np.float64:
-    stepped = stepped.astype(w.dtype)
-  return (stepped == w) & (w != 0)
+  """Nonzero finite elements that one correctly rounded ``w - rate*w`` maps back to ``w``.
+
+  The step moves ``|w|`` towards zero by ``d = rate*|w|``; the result rounds to
+  ``w`` iff ``d`` is below half the gap to the next representable magnitude
+  below ``|w|`` (a tie keeps ``w`` when its significand is even). The gap is
+  exact: that neighbour's bit pattern is ``|w|``'s minus one, in every IEEE-like
+  format (bfloat16, float16, float32, float64, subnormals included).
+  """
+  a = np.abs(w)
+  bits = a.view(np.dtype(f"uint{8 * a.dtype.itemsize}"))
+  finite = np.isfinite(a.astype(np.float64)) & (a != 0)
+  below = np.where(finite, bits - 1, bits).view(a.dtype)
+  a64 = a.astype(np.float64)
+  half_gap = (a64 - below.astype(np.float64)) / 2
+  d = rate * a64
+  even = (bits & 1) == 0
+  return finite & ((d < half_gap) | ((d == half_gap) & even))
 
 
 def decay_precision_report(
@@ -498,7 +509,7 @@ def decay_precision_report(
 
   One decoupled-decay step :math:`w \\leftarrow w - r\\,w` changes a weight only
   if the result rounds to a different number in the weight's dtype, i.e.
-  roughly when
+  when
 
   .. math::
 
@@ -509,16 +520,17 @@ def decay_precision_report(
   its last significand bit is even). Elements below the threshold keep their
   value: the decay is **silently a no-op** on them, step after step, however
   many steps you take. With :math:`p` significand bits the threshold relative
-  to :math:`|w|` lies between :math:`2^{-p-1}` and :math:`2^{-p}`: ``bfloat16``
+  to a normal (not subnormal) :math:`|w|` lies in :math:`[2^{-p-1}, 2^{-p})`: ``bfloat16``
   (:math:`p=8`) loses every step with :math:`r < 2^{-9} \\approx 1.95\\times10^{-3}`
+  and none with :math:`r \\ge 2^{-8} \\approx 3.9\\times10^{-3}`
   -- AdamW's ``lr 1e-4 × wd 0.1`` is :math:`r = 10^{-5}` -- while ``float32``
   (:math:`p=24`) keeps every step with :math:`r \\ge 2^{-24} \\approx 6\\times10^{-8}`.
   The remedy is to keep float32 master weights (decay and update them in float32,
   cast to bfloat16 for the forward pass); see the diagnostics docs.
 
-  Each element is checked exactly: ``w - r*w`` is computed in float64 and
-  rounded once to the leaf's dtype (for float64 leaves, the float64 result
-  itself). Zeros are never counted as lost (there is nothing to decay).
+  Each element is checked exactly, as one correctly rounded step
+  ``w - r*w`` in the leaf's dtype (round to nearest, ties to even). Zeros and
+  non-finite values are never counted as lost (there is nothing to decay).
 
   Args:
     params: the parameters (arrays of any float dtype, ``bfloat16`` included).
