@@ -328,6 +328,13 @@ def effective_l2_strength(
   compares a leaf with AdamW at coefficient ``weight_decay`` (default: ``l2``,
   the same number passed as ``weight_decay`` instead of as an L2 coefficient).
 
+  Read from the L2 run's own state, :math:`\hat v` includes the penalty's
+  gradient; where the data gradient vanishes (an input pixel that is always 0)
+  :math:`\sqrt{\hat v} \approx l_2|w|` and :math:`\kappa \approx 1/|w|`: Adam has
+  turned the penalty into a sign step of size :math:`\eta`, the largest
+  :math:`\kappa` values in a report. Read from an AdamW run's state it answers
+  "what would L2 with this coefficient have done instead".
+
   Args:
     opt_state: the optimizer state: an ``optax.ScaleByAdamState`` or any state
       that contains exactly one (the state of ``optax.adam``/``adamw``/
