@@ -195,16 +195,20 @@ class L2StrengthRow(NamedTuple):
     count: number of elements.
     grad_rms: :math:`\\sqrt{\\operatorname{mean}\\hat v}`, the leaf's RMS gradient.
     mean: mean over the leaf's elements of :math:`\\kappa = l_2/(\\sqrt{\\hat v}+\\epsilon)`.
+    median: median of :math:`\\kappa` (robust to the huge values of weights whose
+      gradient is always 0).
     min: smallest :math:`\\kappa` in the leaf (its largest-gradient element).
     max: largest :math:`\\kappa` in the leaf (its smallest-gradient element).
-    relative: ``mean / weight_decay``: 1 means the L2 term shrinks this leaf as
-      much as decoupled decay with coefficient ``weight_decay`` would.
+    relative: ``median / weight_decay``: 1 means the L2 term shrinks this leaf's
+      typical element as much as decoupled decay with coefficient
+      ``weight_decay`` would.
   """
 
   path: str
   count: int
   grad_rms: float
   mean: float
+  median: float
   min: float
   max: float
   relative: float
@@ -235,6 +239,7 @@ class L2StrengthReport:
         r.path,
         f"{r.count:,}",
         f"{r.grad_rms:.3g}",
+        f"{r.median:.3g}",
         f"{r.mean:.3g}",
         f"{r.min:.3g}",
         f"{r.max:.3g}",
@@ -243,9 +248,18 @@ class L2StrengthReport:
       for r in self.rows
     ]
     table = _table(
-      ["path", "count", "grad rms", "kappa mean", "kappa min", "kappa max", "kappa / wd"],
+      [
+        "path",
+        "count",
+        "grad rms",
+        "kappa median",
+        "kappa mean",
+        "kappa min",
+        "kappa max",
+        "median / wd",
+      ],
       body,
-      right={1, 2, 3, 4, 5, 6},
+      right={1, 2, 3, 4, 5, 6, 7},
     )
     values = [v for v in self.strength.values() if v.size]
     lo = min(float(v.min()) for v in values) if values else float("nan")
@@ -324,15 +338,15 @@ def effective_l2_strength(
   where AdamW applies one coefficient :math:`\\lambda` (``weight_decay``) to
   every element. Elements with a large gradient history (large :math:`\\hat v`)
   get a small :math:`\\kappa`: **they are regularized less** -- the reason
-  Loshchilov & Hutter give for AdamW. ``relative = mean(kappa) / weight_decay``
+  Loshchilov & Hutter give for AdamW. ``relative = median(kappa) / weight_decay``
   compares a leaf with AdamW at coefficient ``weight_decay`` (default: ``l2``,
   the same number passed as ``weight_decay`` instead of as an L2 coefficient).
 
-  Read from the L2 run's own state, :math:`\hat v` includes the penalty's
+  Read from the L2 run's own state, :math:`\\hat v` includes the penalty's
   gradient; where the data gradient vanishes (an input pixel that is always 0)
-  :math:`\sqrt{\hat v} \approx l_2|w|` and :math:`\kappa \approx 1/|w|`: Adam has
-  turned the penalty into a sign step of size :math:`\eta`, the largest
-  :math:`\kappa` values in a report. Read from an AdamW run's state it answers
+  :math:`\\sqrt{\\hat v} \approx l_2|w|` and :math:`\\kappa \approx 1/|w|`: Adam has
+  turned the penalty into a sign step of size :math:`\\eta`, the largest
+  :math:`\\kappa` values in a report. Read from an AdamW run's state it answers
   "what would L2 with this coefficient have done instead".
 
   Args:
@@ -419,9 +433,10 @@ def effective_l2_strength(
         count=n,
         grad_rms=float(np.sqrt(v_hat.mean())) if n else float("nan"),
         mean=float(kappa.mean()) if n else float("nan"),
+        median=float(np.median(kappa)) if n else float("nan"),
         min=float(kappa.min()) if n else float("nan"),
         max=float(kappa.max()) if n else float("nan"),
-        relative=float(kappa.mean()) / weight_decay if n else float("nan"),
+        relative=float(np.median(kappa)) / weight_decay if n else float("nan"),
       )
     )
   return L2StrengthReport(tuple(rows), strength, l2, float(weight_decay), count)
