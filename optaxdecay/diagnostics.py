@@ -344,7 +344,7 @@ def effective_l2_strength(
 
   Read from the L2 run's own state, :math:`\\hat v` includes the penalty's
   gradient; where the data gradient vanishes (an input pixel that is always 0)
-  :math:`\\sqrt{\\hat v} \approx l_2|w|` and :math:`\\kappa \approx 1/|w|`: Adam has
+  :math:`\\sqrt{\\hat v} \\approx l_2|w|` and :math:`\\kappa \\approx 1/|w|`: Adam has
   turned the penalty into a sign step of size :math:`\\eta`, the largest
   :math:`\\kappa` values in a report. Read from an AdamW run's state it answers
   "what would L2 with this coefficient have done instead".
