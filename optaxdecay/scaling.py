@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optaxdecay import _hparams
@@ -287,8 +288,8 @@ def timescale_from_rate(
   b = _check_count(batch_size, fn=fn, arg="batch_size")
 
   def tau(r: Any) -> Any:
-    if callable(rate):
-      return b / (n * jnp.asarray(r))  # inf where the rate is 0
-    return math.inf if r == 0 else b / (n * r)
+    if isinstance(r, numbers.Real) and not isinstance(r, np.ndarray):
+      return math.inf if r == 0 else b / (n * float(r))
+    return b / (n * jnp.asarray(r))  # arrays, tracers, schedule values: inf where r is 0
 
   return _combine(tau, rate)

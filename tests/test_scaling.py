@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -160,6 +161,24 @@ def test_timescale_of_zero_rate_is_infinite():
   sched = od.timescale_from_rate(lambda t: jnp.where(t < 2, 0.01, 0.0), 1_000, 10)
   assert float(sched(jnp.asarray(0))) == pytest.approx(1.0, rel=1e-6)
   assert float(sched(jnp.asarray(5))) == math.inf
+
+
+def test_rules_accept_traced_values_under_jit():
+  # inject_hyperparams passes live hyperparameters as tracers: no check, same arithmetic.
+  f = jax.jit(
+    lambda r, tau, lam: (
+      od.timescale_from_rate(r, 1_000, 10),
+      od.rate_from_timescale(tau, 1_000, 10),
+      od.normalized_weight_decay(lam, 10, 1_000, 4),
+      od.corrected_decay_rate(lam, 5e-4, 1e-3),
+    )
+  )
+  tau, rate, norm, corrected = f(0.01, 2.0, 0.1)
+  assert float(tau) == pytest.approx(1.0, rel=1e-6)
+  assert float(rate) == pytest.approx(0.005, rel=1e-6)
+  assert float(norm) == pytest.approx(0.1 * math.sqrt(10 / 4_000), rel=1e-6)
+  assert float(corrected) == pytest.approx(0.1 * 5e-4**2 / 1e-3, rel=1e-6)
+  assert float(f(0.0, 2.0, 0.1)[0]) == math.inf
 
 
 def test_rate_from_timescale_schedule():
