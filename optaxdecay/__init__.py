@@ -3,17 +3,29 @@
 Composable Optax transforms: :func:`add_l2_to_grad` (an L2 penalty's gradient,
 before the optimizer), :func:`decoupled_weight_decay` (AdamW-style decay, after
 it), masks (:func:`bias_mask`, :func:`decay_mask`) and the conversions between
-the two (:func:`l2_to_decay_rate`, :func:`decay_rate_to_l2`). Test helpers live
-in :mod:`optaxdecay.testing`; exact reproductions of PyTorch, Keras,
-TF-Addons, Composer and the AdamW paper in :mod:`optaxdecay.compat`.
+the two (:func:`l2_to_decay_rate`, :func:`decay_rate_to_l2`). Decay variants
+(cautious: ``decoupled_weight_decay(..., cautious=True)``,
+:func:`proximal_weight_decay`) and rules that set the decay
+(:func:`corrected_decay_rate`, :func:`normalized_weight_decay`,
+:func:`rate_from_timescale`) go beyond AdamW. Test helpers live in
+:mod:`optaxdecay.testing`, inspection tools in :mod:`optaxdecay.diagnostics`,
+and exact reproductions of PyTorch, Keras, TF-Addons, Composer and the AdamW
+paper in :mod:`optaxdecay.compat`.
 """
 
-from optaxdecay import compat, testing
+from optaxdecay import compat, diagnostics, testing
 from optaxdecay._hparams import ScheduleState
 from optaxdecay.decay import decoupled_weight_decay
 from optaxdecay.l2 import add_l2_to_grad
 from optaxdecay.masks import BIAS_NAMES, bias_mask, decay_mask, leaf_name
 from optaxdecay.reparam import decay_rate_to_l2, l2_to_decay_rate
+from optaxdecay.scaling import (
+  corrected_decay_rate,
+  normalized_weight_decay,
+  rate_from_timescale,
+  timescale_from_rate,
+)
+from optaxdecay.variants import proximal_weight_decay
 
 __version__ = "0.1.0"
 
@@ -23,10 +35,16 @@ __all__ = [
   "add_l2_to_grad",
   "bias_mask",
   "compat",
+  "corrected_decay_rate",
   "decay_mask",
   "decay_rate_to_l2",
   "decoupled_weight_decay",
+  "diagnostics",
   "l2_to_decay_rate",
   "leaf_name",
+  "normalized_weight_decay",
+  "proximal_weight_decay",
+  "rate_from_timescale",
   "testing",
+  "timescale_from_rate",
 ]

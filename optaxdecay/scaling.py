@@ -1,0 +1,295 @@
+"""Rules that choose the decay from other hyperparameters.
+
+Each rule returns a float when its inputs are floats, and a schedule
+``step -> value`` when a ``ScalarOrSchedule`` input is a schedule, so its result
+can be passed straight to :func:`decoupled_weight_decay` (as ``rate``) or to
+``optax.adamw`` (as ``weight_decay``, where noted).
+
+* :func:`corrected_decay_rate` -- AdamC's :math:`r_t = \\lambda\\eta_t^2/\\eta_{\\max}`.
+* :func:`normalized_weight_decay` -- :math:`\\lambda = \\lambda_{norm}\\sqrt{b/(BT)}`.
+* :func:`rate_from_timescale` / :func:`timescale_from_rate` -- the decay as an
+  EMA timescale in epochs, :math:`r = b/(N\\tau_{epoch})`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optaxdecay import _hparams
+
+
+def _combine(op: Callable[..., Any], *args: Any) -> optax.ScalarOrSchedule:
+  """``op(*args)`` if all are constants, else the schedule ``t -> op(*args(t))``."""
+  if not any(callable(a) for a in args):
+    return op(*args)
+  fns = [a if callable(a) else (lambda _, a=a: a) for a in args]
+  return lambda count: op(*(f(count) for f in fns))
+
+
+def _check_count(value: Any, *, fn: str, arg: str) -> int:
+  """A positive integer (Python or NumPy int, not bool)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
+  if value <= 0:
+    raise ValueError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
+  return int(value)
+
+
+def _check_positive_real(value: Any, *, fn: str, arg: str) -> float:
+  """A finite real number > 0 (not a schedule)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{fn}: `{arg}` must be a positive float, got {value!r}.")
+  x = float(value)
+  if not math.isfinite(x) or x <= 0:
+    raise ValueError(f"{fn}: `{arg}` must be finite and > 0, got {value!r}.")
+  return x
+
+
+def _step0(value: Any) -> float | None:
+  """A constant's value, or a schedule's value at step 0 (``None`` if traced)."""
+  v = value(jnp.zeros([], jnp.int32)) if callable(value) else value
+  try:
+    return float(v)
+  except Exception:  # a tracer under jit: nothing to check now
+    return None
+
+
+def corrected_decay_rate(
+  weight_decay: optax.ScalarOrSchedule,
+  learning_rate: optax.ScalarOrSchedule,
+  max_learning_rate: float,
+) -> optax.ScalarOrSchedule:
+  r"""AdamC's corrected decay: :math:`r_t = \lambda\,\eta_t^2/\eta_{\max}`.
+
+  AdamW removes :math:`\eta_t\lambda` of each weight per step. For layers
+  followed by a normalization (whose weights' scale does not change the
+  output), Defazio et al. show that this makes the steady-state
+  gradient-to-weight ratio grow as the learning rate is annealed, and
+  correct it by scaling the decay with :math:`\eta_t/\eta_{\max}`. The fraction
+  removed per step becomes
+
+  .. math::
+
+    r_t = \lambda\,\frac{\eta_t^2}{\eta_{\max}} .
+
+  Pass the result as ``rate`` to :func:`decoupled_weight_decay`, with a mask
+  that selects the normalized layers (the paper keeps plain AdamW decay, or
+  none, elsewhere). In ``optax.adamw``'s terms this is
+  ``weight_decay=λ·lr_t/lr_max``. With a constant learning rate
+  (:math:`\eta_t = \eta_{\max}`) it is AdamW's :math:`\eta\lambda`.
+
+  Args:
+    weight_decay: :math:`\lambda \ge 0` (AdamW's ``weight_decay``): a float or a
+      schedule.
+    learning_rate: :math:`\eta_t \ge 0`: a float or the learning-rate schedule
+      the optimizer uses.
+    max_learning_rate: :math:`\eta_{\max} > 0`, the schedule's peak (a float).
+      A constant ``learning_rate``, and a schedule's value at step 0, must not
+      exceed it.
+
+  Returns:
+    :math:`r_t`: a float if ``weight_decay`` and ``learning_rate`` are floats,
+    else a schedule ``step -> r_t``.
+
+  Raises:
+    ValueError: a value is negative or non-finite, ``max_learning_rate <= 0``,
+      or the learning rate exceeds ``max_learning_rate``.
+    TypeError: an argument is not a number (or, where allowed, a schedule).
+
+  Example:
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> od.corrected_decay_rate(0.1, 5e-4, max_learning_rate=1e-3)
+    2.5e-05
+    >>> lr = optax.cosine_decay_schedule(1e-3, decay_steps=100)
+    >>> rate = od.corrected_decay_rate(0.1, lr, max_learning_rate=1e-3)
+    >>> tx = optax.chain(optax.adam(lr), od.decoupled_weight_decay(rate))
+    >>> float(rate(50))  # 0.1 * (5e-4)**2 / 1e-3
+    2.5e-05
+
+  References:
+    Defazio, Mishchenko, Sinha & Zhou, `Why Gradients Rapidly Increase Near
+    the End of Training <https://arxiv.org/abs/2506.02285>`_, arXiv 2506.02285,
+    2025 (AdamC).
+  """
+  fn = "corrected_decay_rate"
+  _hparams.check_scalar_or_schedule(weight_decay, transform=fn, arg="weight_decay")
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  lr_max = _check_positive_real(max_learning_rate, fn=fn, arg="max_learning_rate")
+  lr0 = _step0(learning_rate)
+  # A float32 schedule's peak may round slightly above the float given as max.
+  if lr0 is not None and lr0 > lr_max * (1 + 1e-6):
+    where = " at step 0" if callable(learning_rate) else ""
+    raise ValueError(
+      f"{fn}: `learning_rate`{where} is {lr0}, above `max_learning_rate`="
+      f"{lr_max}; pass the schedule's peak value as `max_learning_rate`."
+    )
+  return _combine(lambda wd, lr: wd * lr * lr / lr_max, weight_decay, learning_rate)
+
+
+def normalized_weight_decay(
+  lambda_norm: optax.ScalarOrSchedule,
+  batch_size: int,
+  dataset_size: int,
+  epochs: float,
+) -> optax.ScalarOrSchedule:
+  r"""Loshchilov & Hutter's normalized weight decay: :math:`\lambda = \lambda_{norm}\sqrt{b/(BT)}`.
+
+  A decay tuned for one budget over-regularizes a longer run: the total shrink
+  grows with the number of steps :math:`BT/b`. Normalizing makes
+  :math:`\lambda_{norm}` transfer across batch sizes :math:`b`, dataset sizes
+  :math:`B` and epoch budgets :math:`T`:
+
+  .. math::
+
+    \lambda = \lambda_{norm}\sqrt{\frac{b}{B\,T}} .
+
+  The result is the paper's :math:`\lambda`, the fraction removed per step at
+  schedule multiplier 1 (their decay is **not** multiplied by the base
+  learning rate :math:`\alpha`): pass it as ``rate`` to
+  :func:`decoupled_weight_decay` (times a schedule multiplier, if you use
+  one), or as ``weight_decay=λ / lr`` to ``optax.adamw(lr, ...)``.
+
+  Args:
+    lambda_norm: :math:`\lambda_{norm} \ge 0`: a float or a schedule.
+    batch_size: :math:`b`, examples per step (a positive int).
+    dataset_size: :math:`B`, training examples per epoch (a positive int,
+      ``>= batch_size``).
+    epochs: :math:`T`, the total number of epochs (a positive number).
+
+  Returns:
+    :math:`\lambda`: a float, or a schedule if ``lambda_norm`` is one.
+
+  Raises:
+    ValueError: a value is out of range, or ``batch_size > dataset_size``.
+    TypeError: a count is not an int, or ``lambda_norm`` is not a number or
+      schedule.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.normalized_weight_decay(0.05, batch_size=128, dataset_size=50_000, epochs=200)
+    0.00017888543819998318
+
+  References:
+    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (the appendix on
+    normalized weight decay).
+  """
+  fn = "normalized_weight_decay"
+  _hparams.check_scalar_or_schedule(lambda_norm, transform=fn, arg="lambda_norm")
+  b = _check_count(batch_size, fn=fn, arg="batch_size")
+  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
+  t = _check_positive_real(epochs, fn=fn, arg="epochs")
+  if b > n:
+    raise ValueError(
+      f"{fn}: `batch_size`={b} is larger than `dataset_size`={n}; `dataset_size` is "
+      "the number of training examples per epoch."
+    )
+  factor = math.sqrt(b / (n * t))
+  return _combine(lambda lam: lam * factor, lambda_norm)
+
+
+def rate_from_timescale(
+  tau_epochs: optax.ScalarOrSchedule, dataset_size: int, batch_size: int
+) -> optax.ScalarOrSchedule:
+  r"""The per-step decay whose EMA timescale is ``tau_epochs`` epochs.
+
+  Wang & Aitchison read decoupled decay as an exponential moving average of
+  past updates: with :math:`r = \eta\lambda` removed per step, the weights
+  average over about :math:`\tau_{iter} = 1/r` steps, i.e.
+  :math:`\tau_{epoch} = \tau_{iter}\, b/N` epochs, and the best
+  :math:`\tau_{epoch}` stays roughly constant when the dataset or model size
+  changes. Solving for the rate:
+
+  .. math::
+
+    r = \eta\lambda = \frac{b}{N\,\tau_{epoch}} .
+
+  Pass the result as ``rate`` to :func:`decoupled_weight_decay`; the AdamW
+  coefficient for a learning rate ``lr`` is ``weight_decay = r / lr``.
+
+  Args:
+    tau_epochs: :math:`\tau_{epoch} > 0`: a float or a schedule.
+    dataset_size: :math:`N`, training examples per epoch (a positive int).
+    batch_size: :math:`b`, examples per step (a positive int).
+
+  Returns:
+    :math:`r`: a float, or a schedule if ``tau_epochs`` is one.
+
+  Raises:
+    ValueError: ``tau_epochs`` is not finite and positive, or so short that
+      :math:`r \ge 1` (a timescale under one step).
+    TypeError: a size is not an int.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.rate_from_timescale(20.0, dataset_size=50_000, batch_size=100)
+    0.0001
+    >>> od.timescale_from_rate(1e-4, dataset_size=50_000, batch_size=100)
+    20.0
+
+  References:
+    Wang & Aitchison, `How to set AdamW's weight decay as you scale model and
+    dataset size <https://arxiv.org/abs/2405.13698>`_, arXiv 2405.13698, 2024.
+  """
+  fn = "rate_from_timescale"
+  _hparams.check_scalar_or_schedule(tau_epochs, transform=fn, arg="tau_epochs", allow_zero=False)
+  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
+  b = _check_count(batch_size, fn=fn, arg="batch_size")
+  tau0 = _step0(tau_epochs)
+  if tau0 is not None and b / (n * tau0) >= 1:
+    where = " at step 0" if callable(tau_epochs) else ""
+    raise ValueError(
+      f"{fn}: `tau_epochs`{where} is {tau0}, shorter than one step "
+      f"(batch_size/dataset_size = {b / n}); the rate would be >= 1."
+    )
+  return _combine(lambda tau: b / (n * tau), tau_epochs)
+
+
+def timescale_from_rate(
+  rate: optax.ScalarOrSchedule, dataset_size: int, batch_size: int
+) -> optax.ScalarOrSchedule:
+  r"""The inverse of :func:`rate_from_timescale`: :math:`\tau_{epoch} = b/(N r)`.
+
+  ``rate`` is the fraction removed per step (``lr * weight_decay`` for
+  ``optax.adamw``). A rate of 0 has an infinite timescale (``inf``).
+
+  Args:
+    rate: :math:`0 \le r < 1`: a float or a schedule.
+    dataset_size: :math:`N`, training examples per epoch (a positive int).
+    batch_size: :math:`b`, examples per step (a positive int).
+
+  Returns:
+    :math:`\tau_{epoch}`: a float, or a schedule if ``rate`` is one.
+
+  Raises:
+    ValueError: ``rate`` is negative, non-finite or ``>= 1``.
+    TypeError: a size is not an int.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.timescale_from_rate(1e-3 * 0.1, dataset_size=50_000, batch_size=100)
+    20.0
+
+  References:
+    Wang & Aitchison, `How to set AdamW's weight decay as you scale model and
+    dataset size <https://arxiv.org/abs/2405.13698>`_, arXiv 2405.13698, 2024.
+  """
+  fn = "timescale_from_rate"
+  _hparams.check_scalar_or_schedule(rate, transform=fn, arg="rate", upper=1.0)
+  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
+  b = _check_count(batch_size, fn=fn, arg="batch_size")
+
+  def tau(r: Any) -> Any:
+    if isinstance(r, numbers.Real) and not isinstance(r, np.ndarray):
+      return math.inf if r == 0 else b / (n * float(r))
+    return b / (n * jnp.asarray(r))  # arrays, tracers, schedule values: inf where r is 0
+
+  return _combine(tau, rate)

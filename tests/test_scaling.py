@@ -1,0 +1,231 @@
+"""Decay-scaling rules, each against a float64 evaluation of its published equation."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxdecay as od
+from optaxdecay import testing
+
+STEPS = [0, 1, 7, 50, 99, 100]
+
+
+def cosine_lr_f64(t, peak=1e-3, steps=100):
+  """optax.cosine_decay_schedule(peak, steps) in float64: 0.5 * peak * (1 + cos(pi t / T))."""
+  t = min(t, steps)
+  return 0.5 * peak * (1 + math.cos(math.pi * t / steps))
+
+
+# --- corrected_decay_rate (AdamC) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  ("wd", "lr", "lr_max"), [(0.1, 5e-4, 1e-3), (0.05, 1e-3, 1e-3), (1.0, 0.0, 0.1)]
+)
+def test_corrected_decay_rate_constant_matches_float64(wd, lr, lr_max):
+  assert od.corrected_decay_rate(wd, lr, lr_max) == pytest.approx(wd * lr**2 / lr_max, rel=1e-15)
+
+
+def test_corrected_decay_rate_at_peak_is_adamw_rate():
+  assert od.corrected_decay_rate(0.1, 1e-3, 1e-3) == pytest.approx(1e-3 * 0.1, rel=1e-15)
+
+
+def test_corrected_decay_rate_schedule_matches_float64():
+  lr = optax.cosine_decay_schedule(1e-3, decay_steps=100)
+  rate = od.corrected_decay_rate(0.1, lr, max_learning_rate=1e-3)
+  assert callable(rate)
+  for t in STEPS:
+    ref = 0.1 * cosine_lr_f64(t) ** 2 / 1e-3
+    assert float(rate(jnp.asarray(t))) == pytest.approx(ref, rel=1e-5, abs=1e-12)
+
+
+def test_corrected_decay_rate_scheduled_weight_decay():
+  wd = lambda t: 0.1 * (1 + t)
+  rate = od.corrected_decay_rate(wd, 5e-4, 1e-3)
+  for t in STEPS:
+    assert float(rate(jnp.asarray(t))) == pytest.approx(0.1 * (1 + t) * 5e-4**2 / 1e-3, rel=1e-6)
+
+
+def test_corrected_decay_rate_in_a_chain_is_adamw_with_lr_ratio_decay():
+  # AdamC's decay in optax.adamw's terms: weight_decay_t = wd * lr_t / lr_max.
+  lr = optax.cosine_decay_schedule(0.05, decay_steps=20)
+  wd = 0.5
+  ours = optax.chain(
+    optax.adam(lr), od.decoupled_weight_decay(od.corrected_decay_rate(wd, lr, 0.05))
+  )
+  theirs = optax.adamw(lr, weight_decay=lambda t: wd * lr(t) / 0.05)
+  params = {"w": jnp.linspace(-1.0, 1.0, 6)}
+  grad_fn = lambda p, t: {"w": jnp.sin(3.0 * p["w"]) + 0.1 * t}
+  testing.assert_equivalent(ours, theirs, params, grad_fn, steps=20, rtol=1e-5, atol=1e-7)
+  plain = optax.adamw(lr, weight_decay=wd)
+  testing.assert_not_equivalent(ours, plain, params, grad_fn, steps=20)
+
+
+MAX_LR_MSG = "`max_learning_rate` must be finite and > 0"
+
+
+@pytest.mark.parametrize(
+  ("wd", "lr", "lr_max", "error", "match"),
+  [
+    (-0.1, 1e-3, 1e-3, ValueError, "`weight_decay` must be >= 0"),
+    (math.nan, 1e-3, 1e-3, ValueError, "`weight_decay` must be finite"),
+    (None, 1e-3, 1e-3, TypeError, "`weight_decay` must be a float or a schedule"),
+    (0.1, -1e-3, 1e-3, ValueError, "`learning_rate` must be >= 0"),
+    (0.1, 1e-3, 0.0, ValueError, MAX_LR_MSG),
+    (0.1, 1e-3, -1.0, ValueError, MAX_LR_MSG),
+    (0.1, 1e-3, math.inf, ValueError, MAX_LR_MSG),
+    (0.1, 1e-3, lambda t: 1e-3, TypeError, "`max_learning_rate` must be a positive float"),
+    (0.1, 2e-3, 1e-3, ValueError, "`learning_rate` is 0.002, above `max_learning_rate`"),
+    (0.1, lambda t: 2e-3, 1e-3, ValueError, "`learning_rate` at step 0 is 0.002, above"),
+  ],
+)
+def test_corrected_decay_rate_errors(wd, lr, lr_max, error, match):
+  with pytest.raises(error, match=f"corrected_decay_rate: .*{match}"):
+    od.corrected_decay_rate(wd, lr, lr_max)
+
+
+# --- normalized_weight_decay ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  ("lam", "b", "n", "t"), [(0.05, 128, 50_000, 200), (0.025, 64, 1_000, 10.5), (1.0, 10, 10, 1)]
+)
+def test_normalized_weight_decay_matches_float64(lam, b, n, t):
+  ref = np.float64(lam) * np.sqrt(np.float64(b) / (np.float64(n) * np.float64(t)))
+  assert od.normalized_weight_decay(lam, b, n, t) == pytest.approx(float(ref), rel=1e-15)
+
+
+def test_normalized_weight_decay_scales_as_inverse_sqrt_of_budget():
+  short = od.normalized_weight_decay(0.05, 128, 50_000, 50)
+  long = od.normalized_weight_decay(0.05, 128, 50_000, 200)
+  assert short / long == pytest.approx(2.0, rel=1e-14)
+
+
+def test_normalized_weight_decay_schedule():
+  lam = optax.linear_schedule(0.1, 0.0, transition_steps=10)
+  out = od.normalized_weight_decay(lam, 32, 800, 4)
+  for t in STEPS:
+    ref = max(0.1 * (1 - t / 10), 0.0) * math.sqrt(32 / (800 * 4))
+    assert float(out(jnp.asarray(t))) == pytest.approx(ref, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+  ("args", "error", "match"),
+  [
+    ((-0.1, 32, 800, 4), ValueError, "`lambda_norm` must be >= 0"),
+    ((0.1, 0, 800, 4), ValueError, "`batch_size` must be a positive int"),
+    ((0.1, 32.0, 800, 4), TypeError, "`batch_size` must be a positive int"),
+    ((0.1, True, 800, 4), TypeError, "`batch_size` must be a positive int"),
+    ((0.1, 32, -5, 4), ValueError, "`dataset_size` must be a positive int"),
+    ((0.1, 32, 800.0, 4), TypeError, "`dataset_size` must be a positive int"),
+    ((0.1, 32, 800, 0), ValueError, "`epochs` must be finite and > 0"),
+    ((0.1, 32, 800, math.inf), ValueError, "`epochs` must be finite and > 0"),
+    ((0.1, 32, 800, "4"), TypeError, "`epochs` must be a positive float"),
+    ((0.1, 1000, 800, 4), ValueError, "`batch_size`=1000 is larger than `dataset_size`=800"),
+  ],
+)
+def test_normalized_weight_decay_errors(args, error, match):
+  with pytest.raises(error, match=f"normalized_weight_decay: {match}"):
+    od.normalized_weight_decay(*args)
+
+
+# --- rate_from_timescale / timescale_from_rate ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  ("tau", "n", "b"), [(20.0, 50_000, 100), (3.5, 1_437, 64), (1.0, 1_000, 10)]
+)
+def test_rate_from_timescale_matches_float64(tau, n, b):
+  # Wang & Aitchison: tau_iter = 1/(lr*lam), tau_epoch = tau_iter * B / N.
+  rate = od.rate_from_timescale(tau, n, b)
+  tau_iter = 1.0 / np.float64(rate)
+  assert tau_iter * b / n == pytest.approx(tau, rel=1e-14)
+  assert rate == pytest.approx(float(np.float64(b) / (np.float64(n) * np.float64(tau))), rel=1e-15)
+
+
+@pytest.mark.parametrize(("rate", "n", "b"), [(1e-4, 50_000, 100), (0.003, 1_437, 64)])
+def test_timescale_round_trip(rate, n, b):
+  tau = od.timescale_from_rate(rate, n, b)
+  assert tau == pytest.approx(float(np.float64(b) / (np.float64(n) * np.float64(rate))), rel=1e-15)
+  assert od.rate_from_timescale(tau, n, b) == pytest.approx(rate, rel=1e-14)
+
+
+def test_timescale_of_zero_rate_is_infinite():
+  assert od.timescale_from_rate(0.0, 1_000, 10) == math.inf
+  sched = od.timescale_from_rate(lambda t: jnp.where(t < 2, 0.01, 0.0), 1_000, 10)
+  assert float(sched(jnp.asarray(0))) == pytest.approx(1.0, rel=1e-6)
+  assert float(sched(jnp.asarray(5))) == math.inf
+
+
+def test_rules_accept_traced_values_under_jit():
+  # inject_hyperparams passes live hyperparameters as tracers: no check, same arithmetic.
+  f = jax.jit(
+    lambda r, tau, lam: (
+      od.timescale_from_rate(r, 1_000, 10),
+      od.rate_from_timescale(tau, 1_000, 10),
+      od.normalized_weight_decay(lam, 10, 1_000, 4),
+      od.corrected_decay_rate(lam, 5e-4, 1e-3),
+    )
+  )
+  tau, rate, norm, corrected = f(0.01, 2.0, 0.1)
+  assert float(tau) == pytest.approx(1.0, rel=1e-6)
+  assert float(rate) == pytest.approx(0.005, rel=1e-6)
+  assert float(norm) == pytest.approx(0.1 * math.sqrt(10 / 4_000), rel=1e-6)
+  assert float(corrected) == pytest.approx(0.1 * 5e-4**2 / 1e-3, rel=1e-6)
+  assert float(f(0.0, 2.0, 0.1)[0]) == math.inf
+
+
+def test_rate_from_timescale_schedule():
+  tau = lambda t: 2.0 + t
+  rate = od.rate_from_timescale(tau, 1_000, 10)
+  for t in STEPS:
+    assert float(rate(jnp.asarray(t))) == pytest.approx(10 / (1_000 * (2.0 + t)), rel=1e-6)
+
+
+def test_rate_from_timescale_feeds_decoupled_decay():
+  # A timescale of tau epochs: after tau epochs of pure decay the weights shrink by ~1/e.
+  n, b, tau = 1_000, 10, 2.0
+  rate = od.rate_from_timescale(tau, n, b)
+  steps = int(tau * n / b)
+  tx = od.decoupled_weight_decay(rate)
+  traj = testing.trajectory(tx, {"w": jnp.ones(1)}, lambda p, t: {"w": jnp.zeros(1)}, steps)
+  assert float(traj["w"][-1, 0]) == pytest.approx((1 - rate) ** steps, rel=1e-4)
+  assert float(traj["w"][-1, 0]) == pytest.approx(math.exp(-1), rel=0.01)
+
+
+@pytest.mark.parametrize(
+  ("args", "error", "match"),
+  [
+    ((0.0, 1_000, 10), ValueError, "`tau_epochs` must be > 0"),
+    ((-1.0, 1_000, 10), ValueError, "`tau_epochs` must be > 0"),
+    ((math.inf, 1_000, 10), ValueError, "`tau_epochs` must be finite"),
+    ((0.005, 1_000, 10), ValueError, "`tau_epochs` is 0.005, shorter than one step"),
+    ((lambda t: 0.005, 1_000, 10), ValueError, "`tau_epochs` at step 0 is 0.005"),
+    ((1.0, 0, 10), ValueError, "`dataset_size` must be a positive int"),
+    ((1.0, 1_000, 10.0), TypeError, "`batch_size` must be a positive int"),
+  ],
+)
+def test_rate_from_timescale_errors(args, error, match):
+  with pytest.raises(error, match=f"rate_from_timescale: {match}"):
+    od.rate_from_timescale(*args)
+
+
+@pytest.mark.parametrize(
+  ("args", "error", "match"),
+  [
+    ((-1e-3, 1_000, 10), ValueError, "`rate` must be >= 0"),
+    ((1.0, 1_000, 10), ValueError, "`rate` must be < 1"),
+    ((math.nan, 1_000, 10), ValueError, "`rate` must be finite"),
+    ((1e-3, 1_000, 0), ValueError, "`batch_size` must be a positive int"),
+    ((1e-3, "1000", 10), TypeError, "`dataset_size` must be a positive int"),
+  ],
+)
+def test_timescale_from_rate_errors(args, error, match):
+  with pytest.raises(error, match=f"timescale_from_rate: {match}"):
+    od.timescale_from_rate(*args)
