@@ -60,8 +60,8 @@ def train_step(state, xb, yb):
 
 
 @jax.jit
-def accuracy(state, x, y):
-  return jnp.mean(jnp.argmax(state.apply_fn({"params": state.params}, x), -1) == y)
+def accuracy(params, x, y):
+  return jnp.mean(jnp.argmax(CNN().apply({"params": params}, x), -1) == y)
 
 
 def main(argv=None):
@@ -112,8 +112,8 @@ def main(argv=None):
     secs = time.perf_counter() - start
     final[name] = state
     print(
-      f"{name:<16} train acc {float(accuracy(state, x_tr, y_tr)):.4f}  "
-      f"test acc {float(accuracy(state, x_te, y_te)):.4f}  ({secs:.1f} s)"
+      f"{name:<16} train acc {float(accuracy(state.params, x_tr, y_tr)):.4f}  "
+      f"test acc {float(accuracy(state.params, x_te, y_te)):.4f}  ({secs:.1f} s)"
     )
 
   a, b = (s.params for s in final.values())

@@ -160,12 +160,8 @@ def train(
       progress.update(len(d))
   seconds = time.perf_counter() - start
 
-  @jax.jit
-  def accuracy_fn(p, x, y):
-    return jnp.mean(jnp.argmax(model.apply({"params": p}, x), -1) == y)
-
   def accuracy(x, y):
-    return float(accuracy_fn(params, jnp.asarray(x), jnp.asarray(y)))
+    return float(_accuracy(model, params, jnp.asarray(x), jnp.asarray(y)))
 
   return RunResult(
     params=params,
@@ -175,6 +171,11 @@ def train(
     excluded_norm=np.concatenate(excluded),
     seconds=seconds,
   )
+
+
+@jax.jit(static_argnums=0)
+def _accuracy(model: Any, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
 
 
 def max_abs_diff(a: Any, b: Any) -> float:
