@@ -1,0 +1,211 @@
+"""Smoke tests for ``examples/``, ``python -m optaxdecay.demo`` and the Colab notebook.
+
+Each example runs in a subprocess with ``--smoke`` (a few steps), on the CPU,
+writing its files to a temporary directory; the tests check the numbers each
+one prints, not just its exit status. The notebook is executed headless with 8
+simulated CPU devices, as on a Colab TPU.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytest.importorskip("flax", reason="the examples need flax (pip install -e '.[examples]')")
+pytest.importorskip("sklearn", reason="the examples need scikit-learn (the digits data)")
+
+
+def _env(**extra: str) -> dict[str, str]:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+  env["JAX_PLATFORMS"] = "cpu"
+  env.update(extra)
+  return env
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+  proc = subprocess.run(
+    [sys.executable, *args],
+    cwd=cwd,
+    env=_env(MPLBACKEND="Agg"),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, (
+    f"{args} exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n"
+    f"--- stderr (tail)\n{proc.stderr[-4000:]}"
+  )
+  return proc
+
+
+# The smoke run of each test below: test name -> command line ({out}: its
+# output directory). They are started together, two at a time (the CI machine
+# has 2 cores), as soon as the first of them is needed.
+SMOKE_RUNS = {
+  "test_demo_cli_smoke": ["-m", "optaxdecay.demo", "--smoke", "--output", "{out}/demo.png"],
+  "test_quickstart_smoke": [str(EXAMPLES / "quickstart.py"), "--smoke"],
+  "test_flax_linen_smoke": [str(EXAMPLES / "flax_linen.py"), "--smoke"],
+  "test_flax_nnx_smoke": [str(EXAMPLES / "flax_nnx.py"), "--smoke"],
+  "test_hparam_grid_smoke": [
+    str(EXAMPLES / "hparam_grid.py"),
+    "--smoke",
+    "--n-lr=8",
+    "--n-lambda=8",
+    "--output={out}/grid.png",
+  ],
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request, tmp_path_factory):
+  """``{test name: (output dir, future of its CompletedProcess)}`` for the selected tests."""
+  selected = {item.name for item in request.session.items}
+  runs = {}
+  with ThreadPoolExecutor(max_workers=2) as pool:
+    for name, argv in SMOKE_RUNS.items():
+      if name in selected:
+        out = tmp_path_factory.mktemp(name)
+        argv = [a.replace("{out}", str(out)) for a in argv]
+        runs[name] = (out, pool.submit(_run, argv, out))
+    yield runs
+    for _, future in runs.values():
+      future.cancel()
+
+
+@pytest.fixture
+def smoke(request, smoke_runs) -> tuple[Path, subprocess.CompletedProcess[str]]:
+  """This test's smoke run: its output directory and finished process."""
+  out, future = smoke_runs[request.node.name]
+  return out, future.result()
+
+
+def _number(pattern: str, text: str) -> float:
+  m = re.search(pattern, text)
+  assert m, f"{pattern!r} not found in:\n{text}"
+  return float(m.group(1))
+
+
+def _assert_png(path: Path) -> None:
+  assert path.is_file(), f"{path} was not written"
+  assert path.read_bytes()[:8] == PNG_MAGIC, f"{path} is not a PNG"
+
+
+def _needs_plotting() -> None:
+  pytest.importorskip("matplotlib", reason="the example writes a PNG (pip install matplotlib)")
+
+
+# --- python -m optaxdecay.demo ------------------------------------------------
+
+
+def test_demo_module_imports_with_only_core_dependencies():
+  # pytest --doctest-modules imports every module of the package: the demo's
+  # optional imports must stay inside functions.
+  code = (
+    "import sys\n"
+    "for name in ('flax', 'sklearn', 'matplotlib', 'tqdm'):\n"
+    "  sys.modules[name] = None  # any import of it now raises ImportError\n"
+    "import optaxdecay.demo\n"
+    "print('ok')\n"
+  )
+  proc = _run(["-c", code], ROOT)
+  assert proc.stdout.strip() == "ok"
+
+
+def test_demo_cli_smoke(smoke):
+  _needs_plotting()
+  pytest.importorskip("tqdm", reason="the demo shows a tqdm progress bar")
+  out, proc = smoke
+  for name in ("SGD + L2", "SGD + decoupled", "Adam + L2", "Adam + decoupled"):
+    row = rf"^{re.escape(name)}\s+0\.\d+\s+0\.\d+\s+\d+\.\d+\s+\d+\.\d+$"
+    assert re.search(row, proc.stdout, re.M), proc.stdout
+  sgd = _number(r"max \|SGD \+ L2 - SGD \+ decoupled\|\s+= (\S+)", proc.stdout)
+  adam = _number(r"max \|Adam \+ L2 - Adam \+ decoupled\| = (\S+)", proc.stdout)
+  assert sgd < 1e-5, proc.stdout
+  assert adam > 1e3 * max(sgd, 1e-9), proc.stdout
+  assert "100%" in proc.stderr  # the progress bar ran to the end
+  _assert_png(out / "demo.png")
+
+
+# --- examples/*.py -------------------------------------------------------------
+
+
+def test_quickstart_smoke(smoke):
+  _, proc = smoke
+  assert re.search(r"SGD .*equivalent at every step; max \|Δw\| = \S+", proc.stdout)
+  assert _number(r"Adam .*differ from step (\d+)", proc.stdout) == 1
+  assert _number(r"Adam .*max \|Δw\| = (\S+)", proc.stdout) > 1e-3
+
+
+def test_flax_linen_smoke(smoke):
+  _, proc = smoke
+  accs = re.findall(r"train acc (\S+)\s+test acc (\S+)", proc.stdout)
+  assert len(accs) == 2 and accs[0] == accs[1], proc.stdout
+  assert _number(r"SGD \+ decoupled\)\| = (\S+)", proc.stdout) < 1e-5
+
+
+def test_flax_nnx_smoke(smoke):
+  _, proc = smoke
+  assert len(re.findall(r"train acc \S+\s+test acc \S+", proc.stdout)) == 3, proc.stdout
+  assert _number(r"max \|Adam \+ decoupled - optax\.adamw\| = (\S+)", proc.stdout) < 1e-5
+  assert _number(r"max \|Adam \+ L2 - Adam \+ decoupled\|\s+= (\S+)", proc.stdout) > 1e-4
+
+
+def test_hparam_grid_smoke(smoke):
+  _needs_plotting()
+  out, proc = smoke
+  assert "8 lr x 8 λ = 64 runs per optimizer" in proc.stdout
+  for name in ("Adam + L2", "AdamW", "SGD + L2", "SGDW"):
+    assert re.search(rf"^{re.escape(name)}: 64 runs in", proc.stdout, re.M), proc.stdout
+  assert len(re.findall(r"slope d log10 λ\*/d log10 lr", proc.stdout)) == 4
+  _assert_png(out / "grid.png")
+
+
+# --- examples/colab_tpu.ipynb ---------------------------------------------------
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+  return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_colab_notebook_matches_its_jupytext_source():
+  jupytext = pytest.importorskip("jupytext", reason="pairing check needs jupytext")
+  ipynb = jupytext.read(EXAMPLES / "colab_tpu.ipynb")
+  py = jupytext.read(EXAMPLES / "colab_tpu.py")
+  assert _cells(ipynb) == _cells(py), (
+    "examples/colab_tpu.ipynb and colab_tpu.py are out of sync: run "
+    "`jupytext --sync examples/colab_tpu.py`"
+  )
+  assert any("%pip install" in src for kind, src in _cells(ipynb) if kind == "code")
+
+
+def test_colab_notebook_runs_on_8_simulated_devices(tmp_path):
+  pytest.importorskip("ipykernel", reason="executing the notebook needs ipykernel")
+  nbformat = pytest.importorskip("nbformat", reason="executing the notebook needs nbformat")
+  nbclient = pytest.importorskip("nbclient", reason="executing the notebook needs nbclient")
+  _needs_plotting()
+  nb = nbformat.read(EXAMPLES / "colab_tpu.ipynb", as_version=4)
+  client = nbclient.NotebookClient(
+    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+  )
+  env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8", OPTAXDECAY_SMOKE="1")
+  env.pop("MPLBACKEND", None)  # keep the kernel's inline backend: the plot must be an output
+  client.execute(env=env)  # raises CellExecutionError on any failing cell
+  text = "".join(
+    out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []) if "text" in out
+  )
+  assert "8 device(s)" in text, text
+  assert re.search(r"8 x \d+ per device", text), text
+  assert "checks passed" in text, text
+  images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+  assert images, "the plot cell produced no image"
