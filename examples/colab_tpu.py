@@ -32,12 +32,16 @@
 #    Adam's preconditioner `1/(√v̂ + ε)`; decoupled decay does not (that is AdamW).
 
 # %%
+import os
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
+# Where to install optaxdecay from: a git URL ("git+https://...") or an uploaded
+# checkout ("/content/optaxdecay"). Until a release is on PyPI, set this first.
+OPTAXDECAY_SPEC = os.environ.get("OPTAXDECAY_SPEC", "/content/optaxdecay")
 if IN_COLAB:  # jax, optax, flax, scikit-learn and matplotlib are preinstalled on Colab
-  print("Installing optaxdecay ...")
-  # %pip install -q "optaxdecay[examples]"
+  print(f"Installing optaxdecay from {OPTAXDECAY_SPEC} ...")
+  # %pip install -q "{OPTAXDECAY_SPEC}[examples]"
 
 # %%
 import os
