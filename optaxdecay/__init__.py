@@ -7,15 +7,17 @@ the two (:func:`l2_to_decay_rate`, :func:`decay_rate_to_l2`). Decay variants
 (cautious: ``decoupled_weight_decay(..., cautious=True)``,
 :func:`proximal_weight_decay`) and rules that set the decay
 (:func:`corrected_decay_rate`, :func:`normalized_weight_decay`,
-:func:`rate_from_timescale`) go beyond AdamW. Test helpers live in
-:mod:`optaxdecay.testing`, inspection tools in :mod:`optaxdecay.diagnostics`,
-and exact reproductions of PyTorch, Keras, TF-Addons, Composer and the AdamW
-paper in :mod:`optaxdecay.compat`.
+:func:`rate_from_timescale`) go beyond AdamW; :func:`fused_adamw` is a
+single-pass AdamW step for CPU. Test helpers live in :mod:`optaxdecay.testing`,
+inspection tools in :mod:`optaxdecay.diagnostics`, and exact reproductions of
+PyTorch, Keras, TF-Addons, Composer and the AdamW paper in
+:mod:`optaxdecay.compat`.
 """
 
 from optaxdecay import compat, diagnostics, testing
 from optaxdecay._hparams import ScheduleState
 from optaxdecay.decay import decoupled_weight_decay
+from optaxdecay.fused import FusedAdamW, fused_adamw
 from optaxdecay.l2 import add_l2_to_grad
 from optaxdecay.masks import BIAS_NAMES, bias_mask, decay_mask, leaf_name
 from optaxdecay.reparam import decay_rate_to_l2, l2_to_decay_rate
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "BIAS_NAMES",
+  "FusedAdamW",
   "ScheduleState",
   "add_l2_to_grad",
   "bias_mask",
@@ -40,6 +43,7 @@ __all__ = [
   "decay_rate_to_l2",
   "decoupled_weight_decay",
   "diagnostics",
+  "fused_adamw",
   "l2_to_decay_rate",
   "leaf_name",
   "normalized_weight_decay",

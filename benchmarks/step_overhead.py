@@ -1,0 +1,176 @@
+"""What does a decay/L2 transform cost on top of the optimizer it is chained with?
+
+A jitted, buffer-donating train step ``(params, state, grads) -> (params,
+state)`` on >= 8M float32 parameters, in two layouts: one big kernel, and 64
+Dense layers (kernel + bias; ``bias_mask`` excludes the biases). For each
+optimizer family it prints
+
+* the median step time and the median of per-round ratios to the bare
+  optimizer (candidates interleaved run by run in one process), and
+* XLA's own ``compiled.cost_analysis()['bytes accessed']`` per parameter per
+  step, in 4-byte words (deterministic for a given XLA version and CPU).
+
+The "L2 formulations" section shows why an L2 term before Adam costs extra
+words on XLA:CPU whatever the leaf function looks like.
+
+    python benchmarks/step_overhead.py            # ~1-2 min on a 2-core box
+    python benchmarks/step_overhead.py --quick    # ~30 s
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from _common import (
+  WORD,
+  Runner,
+  bytes_per_param,
+  compile_step,
+  grads_like,
+  interleave,
+  machine,
+  many_leaves,
+  median_ratio,
+  ms,
+  n_params,
+  one_leaf,
+  optax_step,
+  parser,
+  table,
+)
+
+import optaxdecay as od
+
+LR, L2, WD = 1e-3, 1e-4, 1e-4
+RATE = LR * WD  # the decoupled rate of optax.adamw(LR, weight_decay=WD)
+
+
+def candidates() -> dict[str, tuple[str, optax.GradientTransformation]]:
+  """name -> (baseline name, optimizer)."""
+  m = od.bias_mask
+  sched = optax.linear_schedule(RATE, 0.0, 10_000)
+  return {
+    "adam": ("adam", optax.adam(LR)),
+    "chain(adam, decoupled_weight_decay)": (
+      "adam",
+      optax.chain(optax.adam(LR), od.decoupled_weight_decay(RATE, mask=m)),
+    ),
+    "chain(adam, decoupled_weight_decay(schedule))": (
+      "adam",
+      optax.chain(optax.adam(LR), od.decoupled_weight_decay(sched, mask=m)),
+    ),
+    "optax.adamw(mask=bias_mask)": ("adam", optax.adamw(LR, weight_decay=WD, mask=m)),
+    "chain(add_l2_to_grad, adam)": (
+      "adam",
+      optax.chain(od.add_l2_to_grad(L2, mask=m), optax.adam(LR)),
+    ),
+    "chain(optax.add_decayed_weights, adam)": (
+      "adam",
+      optax.chain(optax.add_decayed_weights(L2, mask=m), optax.adam(LR)),
+    ),
+    "sgd": ("sgd", optax.sgd(LR)),
+    "chain(sgd, decoupled_weight_decay)": (
+      "sgd",
+      optax.chain(optax.sgd(LR), od.decoupled_weight_decay(RATE, mask=m)),
+    ),
+    "chain(add_l2_to_grad, sgd)": (
+      "sgd",
+      optax.chain(od.add_l2_to_grad(L2, mask=m), optax.sgd(LR)),
+    ),
+    "sgd(momentum=0.9)": ("sgd(momentum=0.9)", optax.sgd(LR, momentum=0.9)),
+    "chain(sgd(momentum=0.9), decoupled_weight_decay)": (
+      "sgd(momentum=0.9)",
+      optax.chain(optax.sgd(LR, momentum=0.9), od.decoupled_weight_decay(RATE, mask=m)),
+    ),
+    "chain(add_l2_to_grad, sgd(momentum=0.9))": (
+      "sgd(momentum=0.9)",
+      optax.chain(od.add_l2_to_grad(L2, mask=m), optax.sgd(LR, momentum=0.9)),
+    ),
+  }
+
+
+def _l2_variant(leaf_fn) -> optax.GradientTransformation:
+  """An all-leaves L2 transform with a custom leaf function (for the study)."""
+
+  def update(updates, state, params=None):
+    return jax.tree.map(leaf_fn, updates, params), state
+
+  return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
+
+
+def formulations(params, grads) -> list[list]:
+  """Bytes/param of L2-before-Adam written in different ways (one big leaf)."""
+  n = n_params(params)
+  base = optax.adam(LR)
+  variants = {
+    "bare adam (no L2)": base,
+    "g + l2*w (add_l2_to_grad)": optax.chain(od.add_l2_to_grad(L2), base),
+    "l2*w + g": optax.chain(_l2_variant(lambda g, w: L2 * w + g), base),
+    "g + w*l2 via lax.mul/lax.add": optax.chain(
+      _l2_variant(lambda g, w: jax.lax.add(g, jax.lax.mul(w, jnp.asarray(L2, w.dtype)))), base
+    ),
+    "optimization_barrier(g + l2*w) (materialized)": optax.chain(
+      _l2_variant(lambda g, w: jax.lax.optimization_barrier(g + L2 * w)), base
+    ),
+  }
+  rows = []
+  for name, tx in variants.items():
+    state = tx.init(params)
+    c = compile_step(optax_step(tx), params, state, grads)
+    rows.append([name, bytes_per_param(c, n) / WORD])
+  return rows
+
+
+def run_layout(label: str, params, rounds: int) -> None:
+  grads = grads_like(params)
+  n = n_params(params)
+  cands = candidates()
+  runners, words = {}, {}
+  for name, (_, tx) in cands.items():
+    state = tx.init(params)
+    compiled = compile_step(optax_step(tx), params, state, grads)
+    words[name] = bytes_per_param(compiled, n) / WORD
+    runners[name] = Runner(compiled, params, state, grads)
+  times = interleave(runners, rounds)
+  rows = []
+  for name, (base, _) in cands.items():
+    rows.append(
+      [
+        name,
+        ms(times, name),
+        median_ratio(times, name, base),
+        words[name],
+        words[name] - words[base],
+      ]
+    )
+  adamw_ratio = median_ratio(
+    times, "chain(adam, decoupled_weight_decay)", "optax.adamw(mask=bias_mask)"
+  )
+  print(
+    f"\n## {label}: {n:,} float32 params, {len(jax.tree.leaves(params))} leaves, {rounds} rounds"
+  )
+  print(
+    table(
+      rows,
+      ["step", "median ms", "ratio to bare", "words/param (XLA)", "extra words"],
+    )
+  )
+  print(f"chain(adam, decoupled_weight_decay) / optax.adamw(mask): {adamw_ratio:.3f}")
+
+
+def main() -> None:
+  args = parser(__doc__).parse_args()
+  rounds = args.rounds or (8 if args.quick else 30)
+  print("# step_overhead")
+  print("machine:", machine())
+  print("ratio = median over rounds of (candidate time / bare optimizer time), same round")
+  run_layout("one big leaf", one_leaf(), rounds)
+  run_layout("64 kernels + 64 biases", many_leaves(), rounds)
+  print("\n## L2 before Adam, written differently (one big leaf; XLA bytes only)")
+  p = one_leaf()
+  print(table(formulations(p, grads_like(p)), ["formulation", "words/param (XLA)"]))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,177 @@
+"""An AdamW step in JAX vs PyTorch's ``AdamW(foreach=True)`` / ``AdamW(fused=True)`` on CPU.
+
+Same sizes as ``step_overhead.py`` (one 8M kernel; 64 Dense layers with
+``bias_mask``: biases not decayed, a second torch param group with
+``weight_decay=0``), same process, candidates interleaved run by run. An AdamW
+step must read ``p, g, m, v`` and write ``p, m, v``: 7 words per parameter.
+The script also measures the machine's in-place memory bandwidth (simple
+in-place kernels over a comparable working set, in the same rounds) and reports
+the fraction of it each AdamW step achieves, counting 7 words per parameter.
+
+    python benchmarks/vs_torch.py            # ~1-2 min on a 2-core box
+    python benchmarks/vs_torch.py --quick    # ~30 s
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _common import (
+  WORD,
+  Runner,
+  bytes_per_param,
+  compile_step,
+  grads_like,
+  interleave,
+  machine,
+  many_leaves,
+  median_ratio,
+  ms,
+  n_params,
+  one_leaf,
+  optax_step,
+  parser,
+  table,
+)
+
+import optaxdecay as od
+
+LR, WD = 1e-3, 1e-4
+ADAMW_WORDS = 7
+
+
+def torch_candidates(torch, params, grads):
+  """name -> step callable, for foreach and fused AdamW."""
+  out = {}
+  for kind in ("foreach", "fused"):
+    decay, no_decay = [], []
+    names = od.bias_mask(params)
+    for p, g, sel in zip(
+      jax.tree.leaves(params), jax.tree.leaves(grads), jax.tree.leaves(names), strict=True
+    ):
+      t = torch.tensor(np.asarray(p)).requires_grad_()
+      t.grad = torch.tensor(np.asarray(g))
+      (decay if sel else no_decay).append(t)
+    groups = [{"params": decay, "weight_decay": WD}]
+    if no_decay:
+      groups.append({"params": no_decay, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=LR, **{kind: True})
+    out[f"torch AdamW({kind}=True)"] = opt.step
+  return out
+
+
+def bandwidth_probes(torch, n: int) -> tuple[dict, dict]:
+  """In-place kernels over 4 x n floats (AdamW's working set); -> (fns, bytes)."""
+  x = jnp.ones(4 * n, jnp.float32)
+  scale = jax.jit(lambda a: a * 1.0000001, donate_argnums=0)
+  box = {"x": x}
+
+  def jax_scale():
+    box["x"] = scale(box["x"])
+    box["x"].block_until_ready()
+
+  a = torch.ones(4 * n)
+  b, c = torch.ones(2 * n), torch.ones(2 * n)
+  fns = {
+    "jax x = x*s (donated)": jax_scale,
+    "torch x.mul_(s)": lambda: a.mul_(1.0000001),
+    "torch x.add_(y)": lambda: b.add_(c),
+  }
+  nbytes = {
+    "jax x = x*s (donated)": 2 * 4 * n * WORD,
+    "torch x.mul_(s)": 2 * 4 * n * WORD,
+    "torch x.add_(y)": 3 * 2 * n * WORD,
+  }
+  return fns, nbytes
+
+
+def run_layout(torch, label: str, params, rounds: int) -> None:
+  grads = grads_like(params)
+  n = n_params(params)
+  runners, words = {}, {}
+  jax_txs = {
+    "optax.adamw(mask)": optax.adamw(LR, weight_decay=WD, mask=od.bias_mask),
+    "chain(adam, decoupled_weight_decay)": optax.chain(
+      optax.adam(LR), od.decoupled_weight_decay(LR * WD, mask=od.bias_mask)
+    ),
+  }
+  for name, tx in jax_txs.items():
+    state = tx.init(params)
+    c = compile_step(optax_step(tx), params, state, grads)
+    words[name] = bytes_per_param(c, n) / WORD
+    runners[name] = Runner(c, params, state, grads)
+  fused = od.fused_adamw(LR, weight_decay=WD, mask=od.bias_mask)
+  state = fused.init(params)
+  c = compile_step(lambda p, s, g: fused.step(p, g, s), params, state, grads)
+  runners["od.fused_adamw(...).step"] = Runner(c, params, state, grads)
+  words["od.fused_adamw(...).step"] = float("nan")  # XLA does not count loop bodies x trips
+  runners.update(torch_candidates(torch, params, grads))
+  probes, probe_bytes = bandwidth_probes(torch, n)
+  runners.update(probes)
+  times = interleave(runners, rounds)
+  bw = {k: probe_bytes[k] / (ms(times, k) / 1e3) for k in probes}
+  best_bw = max(bw.values())
+  base = "torch AdamW(fused=True)"
+  rows = []
+  for name in runners:
+    if name in probes:
+      continue
+    achieved = ADAMW_WORDS * WORD * n / (ms(times, name) / 1e3)
+    rows.append(
+      [
+        name,
+        ms(times, name),
+        median_ratio(times, name, base),
+        achieved / 1e9,
+        achieved / best_bw,
+        words.get(name, float("nan")),
+      ]
+    )
+  print(
+    f"\n## {label}: {n:,} float32 params, {len(jax.tree.leaves(params))} leaves, {rounds} rounds"
+  )
+  print(
+    table(
+      rows,
+      [
+        "AdamW step",
+        "median ms",
+        "time / torch fused",
+        "GB/s (7 words/param)",
+        "fraction of in-place BW",
+        "words/param (XLA)",
+      ],
+    )
+  )
+  print(
+    table(
+      [[k, ms(times, k), bw[k] / 1e9] for k in probes],
+      ["in-place bandwidth probe", "median ms", "GB/s"],
+    )
+  )
+
+
+def main() -> None:
+  args = parser(__doc__).parse_args()
+  try:
+    import torch
+  except ImportError:
+    print("vs_torch: needs torch (pip install torch); skipped.")
+    sys.exit(0)
+  rounds = args.rounds or (8 if args.quick else 30)
+  print("# vs_torch")
+  print("machine:", machine())
+  print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+  print("fraction = (7 words x 4 B x params / median time) / best in-place probe bandwidth")
+  print("words/param (XLA) is nan for fused_adamw: cost_analysis does not multiply a loop")
+  print("body by its trip count; by construction it reads p, g, m, v and writes p, m, v once.")
+  run_layout(torch, "one big leaf", one_leaf(), rounds)
+  run_layout(torch, "64 kernels + 64 biases", many_leaves(), rounds)
+
+
+if __name__ == "__main__":
+  main()

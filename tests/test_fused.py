@@ -1,0 +1,188 @@
+"""fused_adamw: bit-identical to optax.adamw, in place, and its argument checks."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxdecay as od
+
+CHUNK = 64  # small, so that the tests exercise the loop and its tail
+
+
+def _params():
+  rng = np.random.default_rng(0)
+  f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)
+  return {
+    "Dense_0": {"kernel": f(13, 23), "bias": f(23)},  # 299 = 4 chunks + a tail of 43
+    "Dense_1": {"kernel": f(23, 5), "bias": f(5)},  # 115 = 1 chunk + a tail
+    "embed": f(8, 8),  # exactly 1 chunk
+    "scale": f(7),  # smaller than a chunk: no loop
+  }
+
+
+@jax.jit
+def _grads(params, t):
+  return jax.tree.map(lambda p: jnp.sin(3.0 * p + t) + 0.1 * t, params)
+
+
+def _optax_step(tx):
+  @jax.jit
+  def step(params, grads, state):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
+def _run(step, state, params, steps):
+  out = []
+  for t in range(steps):
+    params, state = step(params, _grads(params, jnp.float32(t)), state)
+    out.append((params, state))
+  return out
+
+
+SETTINGS = {
+  "constant": dict(learning_rate=1e-2, weight_decay=0.1),
+  "schedules": dict(
+    learning_rate=optax.linear_schedule(1e-2, 1e-3, 5),
+    weight_decay=optax.cosine_decay_schedule(0.1, 5),
+  ),
+  "no_decay": dict(learning_rate=1e-2, weight_decay=0.0),
+  "betas_eps": dict(learning_rate=3e-3, b1=0.5, b2=0.9, eps=1e-3, eps_root=1e-6, weight_decay=1e-3),
+}
+
+
+@pytest.mark.parametrize(
+  ("setting", "mask"),
+  [(s, od.bias_mask) for s in SETTINGS] + [("constant", None)],
+  ids=[f"{s}-bias_mask" for s in SETTINGS] + ["constant-all"],
+)
+def test_step_is_bit_identical_to_optax_adamw(setting, mask):
+  kw = SETTINGS[setting]
+  opt = od.fused_adamw(**kw, mask=mask, chunk_size=CHUNK)
+  tx = optax.adamw(**kw, mask=mask)
+  params = _params()
+  fused = _run(jax.jit(opt.step), opt.init(params), params, 5)
+  ref = _run(_optax_step(tx), tx.init(params), params, 5)
+  for t, (a, b) in enumerate(zip(fused, ref, strict=True)):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+      assert x.dtype == y.dtype
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"step {t + 1}")
+
+
+def test_chunk_size_does_not_change_the_result():
+  params = _params()
+  results = []
+  for chunk in (1, 7, CHUNK, 10**6):
+    opt = od.fused_adamw(1e-2, weight_decay=0.1, mask=od.bias_mask, chunk_size=chunk)
+    results.append(_run(jax.jit(opt.step), opt.init(params), params, 3)[-1])
+  for r in results[1:]:
+    chex.assert_trees_all_equal(r, results[0])
+
+
+def test_decay_is_masked():
+  params = _params()
+  grads = jax.tree.map(jnp.zeros_like, params)
+  opt = od.fused_adamw(1e-2, weight_decay=0.5, mask=od.bias_mask, chunk_size=CHUNK)
+  new, _ = jax.jit(opt.step)(params, grads, opt.init(params))
+  # Zero gradients: the Adam direction is 0, so only decayed leaves move.
+  chex.assert_trees_all_equal(new["Dense_0"]["bias"], params["Dense_0"]["bias"])
+  chex.assert_trees_all_close(new["Dense_0"]["kernel"], params["Dense_0"]["kernel"] * (1 - 5e-3))
+
+
+def test_matches_the_composable_chain():
+  """Same algorithm as chain(adam, decoupled_weight_decay(lr * wd)), up to rounding."""
+  lr, wd = 1e-2, 0.1
+  opt = od.fused_adamw(lr, weight_decay=wd, mask=od.bias_mask, chunk_size=CHUNK)
+  chain = optax.chain(
+    optax.adam(lr), od.decoupled_weight_decay(od.l2_to_decay_rate(wd, lr), mask=od.bias_mask)
+  )
+  params = _params()
+  a = _run(jax.jit(opt.step), opt.init(params), params, 10)[-1][0]
+  b = _run(_optax_step(chain), chain.init(params), params, 10)[-1][0]
+  chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+  moved = jax.tree.map(lambda x, p: float(jnp.max(jnp.abs(x - p))), a, params)
+  assert min(jax.tree.leaves(moved)) > 1e-3  # the comparison is not vacuous
+
+
+def test_init_and_update_are_optax_adamws():
+  params = _params()
+  opt = od.fused_adamw(1e-2, weight_decay=0.1, mask=od.bias_mask)
+  tx = optax.adamw(1e-2, weight_decay=0.1, mask=od.bias_mask)
+  state = opt.init(params)
+  chex.assert_trees_all_equal_structs(state, tx.init(params))
+  grads = _grads(params, jnp.float32(0))
+  chex.assert_trees_all_equal(
+    jax.jit(opt.update)(grads, state, params), jax.jit(tx.update)(grads, state, params)
+  )
+  # Usable wherever an optimizer's (init, update) pair is expected.
+  chained = optax.chain(optax.clip(1.0), opt)
+  chained.update(grads, chained.init(params), params)
+
+
+def test_step_updates_in_place_when_donated():
+  n = 3 * 2**16 + 5
+  params = {"w": jnp.ones(n)}
+  opt = od.fused_adamw(1e-3, chunk_size=2**12)
+  state = opt.init(params)
+  compiled = (
+    jax.jit(lambda p, g, s: opt.step(p, g, s), donate_argnums=(0, 2))
+    .lower(params, params, state)
+    .compile()
+  )
+  mem = compiled.memory_analysis()
+  # No full-size temporary or copy of p, mu or nu: scratch is chunk-sized.
+  assert mem.temp_size_in_bytes < n * 4 // 4, mem
+  assert mem.alias_size_in_bytes >= 3 * n * 4, mem
+
+
+def test_step_under_jit_accepts_nested_structures():
+  params = [{"kernel": jnp.ones((4, 40))}, (jnp.ones(3), jnp.ones((2, 2)))]
+  opt = od.fused_adamw(1e-2, chunk_size=16)
+  tx = optax.adamw(1e-2)
+  a = _run(jax.jit(opt.step), opt.init(params), params, 2)[-1]
+  b = _run(_optax_step(tx), tx.init(params), params, 2)[-1]
+  chex.assert_trees_all_equal(a, b)
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "arg"),
+  [
+    (dict(learning_rate=-1e-3), "learning_rate"),
+    (dict(learning_rate=float("nan")), "learning_rate"),
+    (dict(learning_rate=1e-3, weight_decay=-0.1), "weight_decay"),
+    (dict(learning_rate=1e-3, b1=1.0), "b1"),
+    (dict(learning_rate=1e-3, b2=-0.1), "b2"),
+    (dict(learning_rate=1e-3, eps=-1e-8), "eps"),
+    (dict(learning_rate=1e-3, eps_root=float("inf")), "eps_root"),
+    (dict(learning_rate=1e-3, chunk_size=0), "chunk_size"),
+    (dict(learning_rate=1e-3, chunk_size=2.5), "chunk_size"),
+  ],
+)
+def test_bad_hyperparameter_raises(kwargs, arg):
+  with pytest.raises(ValueError, match=rf"fused_adamw: `{arg}`"):
+    od.fused_adamw(**kwargs)
+
+
+def test_non_float_hyperparameter_raises():
+  with pytest.raises(TypeError, match=r"fused_adamw: `b1`"):
+    od.fused_adamw(1e-3, b1="0.9")
+
+
+def test_non_bool_mask_raises():
+  with pytest.raises(TypeError, match=r"fused_adamw: `mask`"):
+    od.fused_adamw(1e-3, mask={"w": 1})
+
+
+def test_mismatched_mask_raises_at_step():
+  params = {"w": jnp.ones(3)}
+  opt = od.fused_adamw(1e-3, mask={"v": True})
+  with pytest.raises(ValueError, match=r"fused_adamw: `mask` does not match"):
+    opt.step(params, params, optax.adamw(1e-3).init(params))
