@@ -43,7 +43,8 @@ def leafwise_transform(
     _tree.check_mask_leaves(mask, transform=transform)
 
   def init_fn(params: optax.Params) -> optax.OptState:
-    _tree.resolve_mask(mask, params, transform=transform)
+    if _has_values(params):
+      _tree.resolve_mask(mask, params, transform=transform)
     return _hparams.init_state(value)
 
   def update_fn(
@@ -70,3 +71,16 @@ def leafwise_transform(
     return jax.tree_util.tree_unflatten(treedef, out), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _has_values(params: Any) -> bool:
+  """Whether ``params`` holds parameter values to check a mask against.
+
+  ``optax.tree.map_params`` (the usual way to derive the optimizer state's
+  shardings from the params') calls ``init`` with a placeholder object
+  instead of params. The state does not depend on the params, so the mask is
+  then checked at the first ``update`` instead.
+  """
+  return any(
+    hasattr(x, "dtype") or isinstance(x, (int, float, complex)) for x in jax.tree.leaves(params)
+  )
