@@ -130,3 +130,19 @@ def test_mask_is_still_checked_at_update_after_placeholder_init():
   state = tx.init(object())  # a stand-in like map_params' placeholder: not checked
   with pytest.raises(ValueError, match="decoupled_weight_decay: `mask` does not match"):
     tx.update(params, state, params)
+
+
+def test_sharded_training_example_smoke():
+  example = Path(__file__).resolve().parent.parent / "examples" / "sharded_training.py"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run(
+    [sys.executable, str(example), "--smoke"],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=600,
+    check=False,
+  )
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert "smoke: OK" in proc.stdout
+  assert "8 devices" in proc.stdout
