@@ -36,8 +36,14 @@ def machine() -> str:
     pass
   return (
     f"{model}; nproc={os.cpu_count()}; jax {jax.__version__} on "
-    f"{jax.devices()[0].platform} ({len(jax.devices())} device(s)); optax {optax.__version__}"
+    f"{jax.devices()[0].platform} ({len(jax.devices())} device(s)); optax {optax.__version__}; "
+    f"load average {load()}"
   )
+
+
+def load() -> str:
+  """The 1/5/15-minute load averages: other work on a shared machine skews timings."""
+  return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

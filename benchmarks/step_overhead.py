@@ -29,6 +29,7 @@ from _common import (
   compile_step,
   grads_like,
   interleave,
+  load,
   machine,
   many_leaves,
   median_ratio,
@@ -170,6 +171,7 @@ def main() -> None:
   print("\n## L2 before Adam, written differently (one big leaf; XLA bytes only)")
   p = one_leaf()
   print(table(formulations(p, grads_like(p)), ["formulation", "words/param (XLA)"]))
+  print("\nload average at end:", load())
 
 
 if __name__ == "__main__":

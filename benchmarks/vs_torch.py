@@ -27,6 +27,7 @@ from _common import (
   compile_step,
   grads_like,
   interleave,
+  load,
   machine,
   many_leaves,
   median_ratio,
@@ -171,6 +172,7 @@ def main() -> None:
   print("body by its trip count; by construction it reads p, g, m, v and writes p, m, v once.")
   run_layout(torch, "one big leaf", one_leaf(), rounds)
   run_layout(torch, "64 kernels + 64 biases", many_leaves(), rounds)
+  print("\nload average at end:", load())
 
 
 if __name__ == "__main__":
