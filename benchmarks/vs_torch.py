@@ -105,11 +105,13 @@ def run_layout(torch, label: str, params, rounds: int) -> None:
     c = compile_step(optax_step(tx), params, state, grads)
     words[name] = bytes_per_param(c, n) / WORD
     runners[name] = Runner(c, params, state, grads)
-  fused = od.fused_adamw(LR, weight_decay=WD, mask=od.bias_mask)
-  state = fused.init(params)
-  c = compile_step(lambda p, s, g: fused.step(p, g, s), params, state, grads)
-  runners["od.fused_adamw(...).step"] = Runner(c, params, state, grads)
-  words["od.fused_adamw(...).step"] = float("nan")  # XLA does not count loop bodies x trips
+  for exact in (True, False):
+    fused = od.fused_adamw(LR, weight_decay=WD, mask=od.bias_mask, exact=exact)
+    state = fused.init(params)
+    c = compile_step(lambda p, s, g, f=fused: f.step(p, g, s), params, state, grads)
+    name = f"od.fused_adamw(exact={exact}).step"
+    runners[name] = Runner(c, params, state, grads)
+    words[name] = float("nan")  # XLA does not count loop bodies x trips
   runners.update(torch_candidates(torch, params, grads))
   probes, probe_bytes = bandwidth_probes(torch, n)
   runners.update(probes)

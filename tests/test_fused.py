@@ -77,6 +77,27 @@ def test_step_is_bit_identical_to_optax_adamw(setting, mask):
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"step {t + 1}")
 
 
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_inexact_step_matches_optax_adamw_up_to_rounding(setting):
+  """exact=False: each step, from the same params/grads/state as optax.adamw's
+  trajectory, agrees with optax's step to float32 rounding."""
+  kw = SETTINGS[setting]
+  opt = od.fused_adamw(**kw, mask=od.bias_mask, chunk_size=CHUNK, exact=False)
+  tx = optax.adamw(**kw, mask=od.bias_mask)
+  fast, ref = jax.jit(opt.step), _optax_step(tx)
+  params = _params()
+  state = tx.init(params)
+  for t in range(8):
+    grads = _grads(params, jnp.float32(t))
+    got = fast(params, grads, state)
+    params, state = ref(params, grads, state)
+    # atol: 1e-6 of a step (lr <= 1e-2), for parameters near 0 where the
+    # two orders of operations round differently relative to their size.
+    chex.assert_trees_all_close(got, (params, state), rtol=1e-6, atol=1e-8)
+  moved = jax.tree.map(lambda x, p: float(jnp.max(jnp.abs(x - p))), params, _params())
+  assert min(jax.tree.leaves(moved)) > 1e-3  # the comparison is not vacuous
+
+
 def test_chunk_size_does_not_change_the_result():
   params = _params()
   results = []
@@ -174,6 +195,11 @@ def test_bad_hyperparameter_raises(kwargs, arg):
 def test_non_float_hyperparameter_raises():
   with pytest.raises(TypeError, match=r"fused_adamw: `b1`"):
     od.fused_adamw(1e-3, b1="0.9")
+
+
+def test_non_bool_exact_raises():
+  with pytest.raises(TypeError, match=r"fused_adamw: `exact`"):
+    od.fused_adamw(1e-3, exact="yes")
 
 
 def test_non_bool_mask_raises():
