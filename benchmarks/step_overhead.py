@@ -111,7 +111,7 @@ def formulations(params, grads) -> list[list]:
     "g + w*l2 via lax.mul/lax.add": optax.chain(
       _l2_variant(lambda g, w: jax.lax.add(g, jax.lax.mul(w, jnp.asarray(L2, w.dtype)))), base
     ),
-    "optimization_barrier(g + l2*w) (materialized)": optax.chain(
+    "optimization_barrier(g + l2*w)": optax.chain(
       _l2_variant(lambda g, w: jax.lax.optimization_barrier(g + L2 * w)), base
     ),
   }
@@ -162,7 +162,7 @@ def run_layout(label: str, params, rounds: int) -> None:
 
 def main() -> None:
   args = parser(__doc__).parse_args()
-  rounds = args.rounds or (8 if args.quick else 30)
+  rounds = args.rounds or (10 if args.quick else 60)
   print("# step_overhead")
   print("machine:", machine())
   print("ratio = median over rounds of (candidate time / bare optimizer time), same round")

@@ -165,7 +165,7 @@ def main() -> None:
   except ImportError:
     print("vs_torch: needs torch (pip install torch); skipped.")
     sys.exit(0)
-  rounds = args.rounds or (8 if args.quick else 30)
+  rounds = args.rounds or (10 if args.quick else 60)
   print("# vs_torch")
   print("machine:", machine())
   print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
