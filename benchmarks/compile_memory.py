@@ -139,8 +139,9 @@ def memory_section(label: str, params) -> None:
           w["arguments"],
           w["outputs"],
           w["aliased"],
-          w["temp"],
+          f"{mem['temp']:,} B",
           w["peak"],
+          f"{mem['peak'] / 2**20:.1f} MiB",
         ]
       )
   print(f"\n## memory_analysis: {label}, {n:,} float32 params (words per param)")
@@ -154,7 +155,7 @@ def memory_section(label: str, params) -> None:
 
 def main() -> None:
   args = parser(__doc__).parse_args()
-  rounds = args.rounds or (1 if args.quick else 3)
+  rounds = args.rounds or (1 if args.quick else 2)
   print("# compile_memory")
   print("machine:", machine())
   memory_section("one big leaf", one_leaf())
