@@ -138,15 +138,21 @@ class Runner:
 
 
 def interleave(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 2) -> dict:
-  """``{name: [seconds per run]}``, one run of each per round, order rotating."""
+  """``{name: [seconds per run]}``: one run of each per round, in a new random order.
+
+  A fixed (or merely rotated) order would give every candidate the same
+  predecessor each round, and a predecessor can slow the next run (e.g.
+  PyTorch's OpenMP threads keep spinning for a while after a kernel).
+  """
   names = list(fns)
   for _ in range(warmup):
     for k in names:
       fns[k]()
+  rng = np.random.default_rng(0)
   times: dict[str, list[float]] = {k: [] for k in names}
-  for r in range(rounds):
-    order = names[r % len(names) :] + names[: r % len(names)]
-    for k in order:
+  for _ in range(rounds):
+    for i in rng.permutation(len(names)):
+      k = names[i]
       t0 = time.perf_counter()
       fns[k]()
       times[k].append(time.perf_counter() - t0)

@@ -4,17 +4,26 @@ Same sizes as ``step_overhead.py`` (one 8M kernel; 64 Dense layers with
 ``bias_mask``: biases not decayed, a second torch param group with
 ``weight_decay=0``), same process, candidates interleaved run by run. An AdamW
 step must read ``p, g, m, v`` and write ``p, m, v``: 7 words per parameter.
-The script also measures the machine's in-place memory bandwidth (simple
+Run order is shuffled every round, and PyTorch's OpenMP threads are made to
+sleep when idle (``OMP_WAIT_POLICY=PASSIVE``) so that neither framework's
+threads slow the other's next run. The script also measures the machine's in-place memory bandwidth (simple
 in-place kernels over a comparable working set, in the same rounds) and reports
 the fraction of it each AdamW step achieves, counting 7 words per parameter.
 
     python benchmarks/vs_torch.py            # ~1-2 min on a 2-core box
     python benchmarks/vs_torch.py --quick    # ~30 s
+    taskset -c 0 python benchmarks/vs_torch.py   # everything on one core
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+# PyTorch's OpenMP threads otherwise keep spinning after each kernel and slow
+# down whatever runs next in this process (here: the JAX candidates). Must be
+# set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax
 import jax.numpy as jnp
@@ -168,7 +177,10 @@ def main() -> None:
   rounds = args.rounds or (10 if args.quick else 60)
   print("# vs_torch")
   print("machine:", machine())
-  print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+  print(
+    f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+  )
   print("fraction = (7 words x 4 B x params / median time) / best in-place probe bandwidth")
   print("words/param (XLA) is nan for fused_adamw: cost_analysis does not multiply a loop")
   print("body by its trip count; by construction it reads p, g, m, v and writes p, m, v once.")
