@@ -6,9 +6,10 @@ Same sizes as ``step_overhead.py`` (one 8M kernel; 64 Dense layers with
 step must read ``p, g, m, v`` and write ``p, m, v``: 7 words per parameter.
 Run order is shuffled every round, and PyTorch's OpenMP threads are made to
 sleep when idle (``OMP_WAIT_POLICY=PASSIVE``) so that neither framework's
-threads slow the other's next run. The script also measures the machine's in-place memory bandwidth (simple
-in-place kernels over a comparable working set, in the same rounds) and reports
-the fraction of it each AdamW step achieves, counting 7 words per parameter.
+threads slow the other's next run. The script also measures the machine's
+in-place memory bandwidth (simple in-place kernels over a comparable working
+set, in the same rounds) and reports the fraction of it each AdamW step
+achieves, counting 7 words per parameter.
 
     python benchmarks/vs_torch.py            # ~1-2 min on a 2-core box
     python benchmarks/vs_torch.py --quick    # ~30 s
