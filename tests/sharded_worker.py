@@ -383,7 +383,10 @@ def _orbax() -> str:
 
 @check("checkpoint:msgpack(sharded)")
 def _msgpack() -> str:
-  from flax import serialization
+  try:
+    from flax import serialization
+  except ImportError:
+    return "SKIP: flax is not installed"
 
   def restore(params, state):
     blob = serialization.to_bytes({"params": params, "opt_state": state})
