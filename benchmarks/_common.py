@@ -12,14 +12,19 @@ import argparse
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+# Benchmark this checkout's optaxdecay, installed or not.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WORD = 4  # bytes in a float32
 
