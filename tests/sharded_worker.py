@@ -104,6 +104,10 @@ TRANSFORMS = {
   "add_l2_to_grad(schedule)": lambda: od.add_l2_to_grad(SCHED, mask=od.bias_mask),
   "decoupled_weight_decay": lambda: od.decoupled_weight_decay(1e-2, mask=od.bias_mask),
   "decoupled_weight_decay(schedule)": lambda: od.decoupled_weight_decay(SCHED, mask=od.bias_mask),
+  "decoupled_weight_decay(cautious)": lambda: od.decoupled_weight_decay(
+    1e-2, mask=od.bias_mask, cautious=True
+  ),
+  "proximal_weight_decay(schedule)": lambda: od.proximal_weight_decay(SCHED, mask=od.bias_mask),
   "chain(add_l2_to_grad, adam)": lambda: optax.chain(
     od.add_l2_to_grad(SCHED, mask=od.bias_mask), optax.adam(1e-3)
   ),
@@ -167,14 +171,26 @@ def assert_state_sharded_like_params(state, params, m: Mesh) -> None:
       raise AssertionError(f"state{jax.tree_util.keystr(path)}: unexpected sharding {x.sharding}")
 
 
-def assert_trees_equal(a, b, what: str) -> None:
+def assert_trees_equal(a, b, what: str, max_ulp: int = 0) -> None:
+  """Bit-identical leaves (``max_ulp=0``), or within ``max_ulp`` units in the last place."""
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True):
     x, y = np.asarray(x), np.asarray(y)
-    if x.dtype != y.dtype or not np.array_equal(x, y):
+    if x.dtype != y.dtype:
+      raise AssertionError(f"{what}{jax.tree_util.keystr(path)}: dtype {x.dtype} != {y.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and max_ulp:
+      np.testing.assert_array_max_ulp(x, y, maxulp=max_ulp)
+    elif not np.array_equal(x, y):
       raise AssertionError(
         f"{what}{jax.tree_util.keystr(path)} differs: max |diff| = "
         f"{np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))}"
       )
+
+
+# proximal_weight_decay divides by the traced scalar 1 + r_t. XLA's algebraic
+# simplifier turns `x / s` into `x * (1/s)` in some graphs and not in others, so
+# the sharded and the single-device programs may round it 1 ulp apart (the same
+# happens between jit and eager). Every other transform here is bit-identical.
+MAX_ULP = {"proximal_weight_decay(schedule)": 1}
 
 
 def make_transform_check(name: str, factory: Callable[[], optax.GradientTransformation]) -> None:
@@ -202,10 +218,12 @@ def make_transform_check(name: str, factory: Callable[[], optax.GradientTransfor
       ref_updates, ref_state = jax.jit(tx.update)(
         single(jax.tree.map(np.asarray, grads)), ref_state, single(hp)
       )
-      assert_trees_equal(updates, ref_updates, f"step {t}: updates")
+      ulp = MAX_ULP.get(name, 0)
+      assert_trees_equal(updates, ref_updates, f"step {t}: updates", max_ulp=ulp)
       assert_trees_equal(new_state, ref_state, f"step {t}: state")
       s_state = new_state
-    return "no collectives; shardings kept; bit-identical to 1 device over 3 updates"
+    same = "bit-identical to" if not MAX_ULP.get(name) else f"within {MAX_ULP[name]} ulp of"
+    return f"no collectives; shardings kept; {same} 1 device over 3 updates"
 
 
 for _name, _factory in TRANSFORMS.items():

@@ -2,7 +2,8 @@
 
 The resumed trajectory must be bit-identical to an uninterrupted run, for the
 state of every transform (constant and scheduled: a schedule's count must come
-back from the checkpoint) through ``flax.serialization`` msgpack and
+back from the checkpoint), the framework reproductions in
+``optaxdecay.compat`` included, through ``flax.serialization`` msgpack and
 ``orbax.checkpoint``. Sharded state is checked in ``tests/sharded_worker.py``
 (run by ``test_sharding.py``).
 """
@@ -18,6 +19,7 @@ import optax
 import pytest
 
 import optaxdecay as od
+from optaxdecay import compat as odc
 
 TOTAL, STOP = 6, 3
 SCHED = optax.linear_schedule(0.05, 0.005, TOTAL)
@@ -44,6 +46,49 @@ TRANSFORMS: dict[str, tuple[Callable[[], optax.GradientTransformation], int]] = 
       optax.sgd(0.1, momentum=0.9), od.decoupled_weight_decay(1e-2, mask=od.bias_mask)
     ),
     0,
+  ),
+  "decoupled_weight_decay(schedule, cautious)": (
+    lambda: optax.chain(
+      optax.adam(1e-2),
+      od.decoupled_weight_decay(SCHED, mask=od.bias_mask, cautious=True),
+    ),
+    1,
+  ),
+  "proximal_weight_decay": (lambda: od.proximal_weight_decay(1e-2, mask=od.bias_mask), 0),
+  "proximal_weight_decay(schedule)": (
+    lambda: optax.chain(optax.adam(1e-2), od.proximal_weight_decay(SCHED, mask=od.bias_mask)),
+    1,
+  ),
+  # The framework reproductions in optaxdecay.compat, with their own state.
+  "compat.torch_sgd(nesterov, schedule)": (
+    lambda: odc.torch_sgd(SCHED, momentum=0.9, weight_decay=1e-2, nesterov=True, mask=od.bias_mask),
+    1,
+  ),
+  "compat.torch_adam": (lambda: odc.torch_adam(1e-2, weight_decay=1e-2), 0),
+  "compat.torch_adamw(schedule)": (lambda: odc.torch_adamw(SCHED, mask=od.bias_mask), 1),
+  "compat.keras_sgd(momentum)": (
+    lambda: odc.keras_sgd(0.05, momentum=0.9, weight_decay=1e-2, mask=od.bias_mask),
+    0,
+  ),
+  "compat.keras_adam": (lambda: odc.keras_adam(1e-2, weight_decay=1e-2), 0),
+  "compat.keras_adamw(schedule)": (lambda: odc.keras_adamw(SCHED, mask=od.bias_mask), 1),
+  "compat.tfa_adamw(schedule)": (lambda: odc.tfa_adamw(SCHED, 1e-2, mask=od.bias_mask), 1),
+  "compat.tfa_sgdw": (lambda: odc.tfa_sgdw(1e-3, 0.05, momentum=0.9, mask=od.bias_mask), 0),
+  "compat.composer_sgdw(schedule)": (
+    lambda: odc.composer_sgdw(SCHED, momentum=0.9, weight_decay=1e-2, mask=od.bias_mask),
+    1,
+  ),
+  "compat.composer_adamw(schedule)": (
+    lambda: odc.composer_adamw(SCHED, weight_decay=1e-2, mask=od.bias_mask),
+    1,
+  ),
+  "compat.paper_adamw(schedule)": (
+    lambda: odc.paper_adamw(1e-2, weight_decay=1e-2, schedule_multiplier=SCHED),
+    1,
+  ),
+  "compat.paper_sgdw(schedule)": (
+    lambda: odc.paper_sgdw(0.05, 0.9, weight_decay=1e-2, schedule_multiplier=SCHED),
+    1,
   ),
   "fused_adamw(schedules)": (
     lambda: od.fused_adamw(SCHED, weight_decay=SCHED, mask=od.bias_mask, chunk_size=16),

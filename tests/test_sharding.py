@@ -29,6 +29,8 @@ TRANSFORM_CHECKS = [
   "transform:add_l2_to_grad(schedule)",
   "transform:decoupled_weight_decay",
   "transform:decoupled_weight_decay(schedule)",
+  "transform:decoupled_weight_decay(cautious)",
+  "transform:proximal_weight_decay(schedule)",
   "transform:chain(add_l2_to_grad, adam)",
   "transform:chain(adam, decoupled_weight_decay)",
   "transform:chain(sgd(momentum), decoupled_weight_decay)",
