@@ -270,19 +270,21 @@ TRAIN_TXS = {
 }
 
 
-def run_sharded(tx, steps: int, m: Mesh, start=None):
+def run_sharded(tx, steps: int, m: Mesh, start=None, step=None, first: int = 0):
+  """``steps`` FSDP+DP train steps on batches ``first, first+1, ...``."""
   sh = shardings(m)
   batch_sh = NamedSharding(m, P(("data", "fsdp")))
-  xs, ys = digits_batches(steps)
+  xs, ys = digits_batches(first + steps)
   if start is None:
     params = put(host_params(), sh)
     state = init_sharded(tx, params, m)
     assert_state_sharded_like_params(state, params, m)
   else:
     params, state = start
-  step = jax.jit(make_train_step(tx), donate_argnums=(0, 1))
+  if step is None:
+    step = jax.jit(make_train_step(tx), donate_argnums=(0, 1))
   losses = []
-  for t in range(steps):
+  for t in range(first, first + steps):
     x = jax.device_put(xs[t], batch_sh)
     y = jax.device_put(ys[t], batch_sh)
     params, state, loss = step(params, state, x, y)
@@ -350,25 +352,24 @@ for _name, _factory in TRAIN_TXS.items():
 # --- checkpoints of sharded state --------------------------------------------------
 
 
+_RESUME: dict = {}
+
+
 def _resume_and_compare(restore: Callable, label: str) -> str:
   """Stop at step k, restore with ``restore(params, state)``, continue; compare."""
   total, k = 6, 3
   m = mesh()
-  tx = TRAIN_TXS["chain(adam, decoupled_weight_decay(schedule))"]()
-  full_params, full_state, full_losses = run_sharded(tx, total, m)
+  if not _RESUME:  # one optimizer, compiled step and uninterrupted run for both formats
+    tx = TRAIN_TXS["chain(adam, decoupled_weight_decay(schedule))"]()
+    step = jax.jit(make_train_step(tx), donate_argnums=(0, 1))
+    _RESUME.update(tx=tx, step=step, full=run_sharded(tx, total, m, step=step))
+  tx, step = _RESUME["tx"], _RESUME["step"]
+  full_params, full_state, full_losses = _RESUME["full"]
   # Interrupted: k steps, checkpoint, restore, then the remaining steps.
-  params, state, losses_a = run_sharded(tx, k, m)
+  params, state, losses_a = run_sharded(tx, k, m, step=step)
   params, state = restore(params, state)
   assert_same_shardings(params, shardings(m), "restored params")
-  xs, ys = digits_batches(total)
-  batch_sh = NamedSharding(m, P(("data", "fsdp")))
-  step = jax.jit(make_train_step(tx), donate_argnums=(0, 1))
-  losses_b = []
-  for t in range(k, total):
-    params, state, loss = step(
-      params, state, jax.device_put(xs[t], batch_sh), jax.device_put(ys[t], batch_sh)
-    )
-    losses_b.append(float(loss))
+  params, state, losses_b = run_sharded(tx, total - k, m, start=(params, state), step=step, first=k)
   assert_trees_equal((params, state), (full_params, full_state), f"{label}: resumed run ")
   if losses_a + losses_b != full_losses:
     raise AssertionError(f"losses differ: {losses_a + losses_b} vs {full_losses}")
