@@ -184,9 +184,9 @@ def combine(op: Callable[..., Any], *values: Any) -> optax.ScalarOrSchedule:
   """``op(*values)`` for constants, else the schedule ``count -> op(*values(count))``.
 
   When any value is a schedule, every value (constants included) is promoted
-  to the default float type before ``op`` (float64 under ``jax_enable_x64``): a float32 schedule value times a Python float would
-  otherwise round the result to float32, and a conversion would be exact only to
-  float32 precision.
+  to the default float type before ``op`` (float64 under ``jax_enable_x64``):
+  a float32 schedule value times a Python float would otherwise round the
+  result to float32, and a conversion would be exact only to float32 precision.
   """
   if not any(callable(v) for v in values):
     return op(*values)
