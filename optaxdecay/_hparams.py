@@ -40,7 +40,7 @@ def check_number(
   *,
   fn: str,
   arg: str,
-  low: float = 0.0,
+  low: float | None = 0.0,
   low_inclusive: bool = True,
   high: float | None = None,
   high_inclusive: bool = False,
@@ -52,7 +52,7 @@ def check_number(
 
   The one numeric argument check of the package: every error names ``fn`` and
   ``arg``. The range is ``low <= value < high`` (``>``/``<=`` as the flags say;
-  no upper bound if ``high`` is ``None``) and the value must be finite.
+  no bound where ``low`` or ``high`` is ``None``) and the value must be finite.
 
   Args:
     value: a Python/NumPy number or a 0-d array; a traced value (the live
@@ -60,7 +60,7 @@ def check_number(
       checked and gives ``None``, unless ``concrete``.
     fn: the public function to name in errors.
     arg: the argument to name in errors.
-    low: the lower bound.
+    low: the lower bound, or ``None``.
     low_inclusive: whether ``low`` itself is allowed.
     high: the upper bound, or ``None``.
     high_inclusive: whether ``high`` itself is allowed.
@@ -97,10 +97,9 @@ def check_number(
       raise TypeError(f"{fn}: `{arg}` must be {kind}, got dtype {value.dtype}.")
   x = float(value)
   if not math.isfinite(x):
-    raise ValueError(
-      f"{fn}: `{arg}` must be finite and {_bound(low, low_inclusive)}, got {x}{where}."
-    )
-  if x < low or (x == low and not low_inclusive):
+    bound = "" if low is None else f" and {_bound(low, low_inclusive)}"
+    raise ValueError(f"{fn}: `{arg}` must be finite{bound}, got {x}{where}.")
+  if low is not None and (x < low or (x == low and not low_inclusive)):
     raise ValueError(f"{fn}: `{arg}` must be {_bound(low, low_inclusive)}, got {x}{where}.")
   if high is not None and (x > high or (x == high and not high_inclusive)):
     bound = f"{'<=' if high_inclusive else '<'} {high:g}"
