@@ -9,6 +9,8 @@ exception can be raised from inside a compiled step.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -29,16 +31,89 @@ class ScheduleState(NamedTuple):
   count: jax.Array
 
 
-def _concrete_float(value: Any) -> float | None:
-  """``float(value)`` if it is a concrete scalar, ``None`` if traced."""
+def _bound(low: float, inclusive: bool) -> str:
+  return f"{'>=' if inclusive else '>'} {low:g}"
+
+
+def check_number(
+  value: Any,
+  *,
+  fn: str,
+  arg: str,
+  low: float | None = 0.0,
+  low_inclusive: bool = True,
+  high: float | None = None,
+  high_inclusive: bool = False,
+  concrete: bool = False,
+  where: str = "",
+  hint: str = "",
+) -> float | None:
+  """``float(value)`` for a real scalar in range; ``None`` if traced.
+
+  The one numeric argument check of the package: every error names ``fn`` and
+  ``arg``. The range is ``low <= value < high`` (``>``/``<=`` as the flags say;
+  no bound where ``low`` or ``high`` is ``None``) and the value must be finite.
+
+  Args:
+    value: a Python/NumPy number or a 0-d array; a traced value (the live
+      hyperparameter of ``optax.inject_hyperparams`` inside ``jit``) cannot be
+      checked and gives ``None``, unless ``concrete``.
+    fn: the public function to name in errors.
+    arg: the argument to name in errors.
+    low: the lower bound, or ``None``.
+    low_inclusive: whether ``low`` itself is allowed.
+    high: the upper bound, or ``None``.
+    high_inclusive: whether ``high`` itself is allowed.
+    concrete: refuse a traced value (for values used in Python arithmetic).
+    where: appended after the value in range errors, e.g. which step.
+    hint: appended to the upper-bound error: why the bound exists.
+
+  Returns:
+    The value as a float, or ``None`` for a traced value.
+
+  Raises:
+    TypeError: not a real scalar (a bool, ``None``, a callable, a string, an
+      array of any other shape, a complex number), or traced when ``concrete``.
+    ValueError: not finite, or out of range.
+  """
+  kind = "a positive float" if low == 0 and not low_inclusive else "a float"
   if isinstance(value, jax.core.Tracer):
+    if concrete:
+      raise TypeError(f"{fn}: `{arg}` must be a concrete float, got a traced value.")
     return None
-  if not isinstance(value, (int, float, np.number, np.ndarray, jax.Array)):
-    raise TypeError(f"expected a number, got {type(value).__name__}")
-  arr = np.asarray(value)
-  if arr.shape != ():
-    raise ValueError(f"expected a scalar, got an array of shape {arr.shape}")
-  return float(arr)
+  if callable(value):
+    raise TypeError(
+      f"{fn}: `{arg}` must be {kind}, got a callable; a schedule is not accepted here: "
+      "pass its value at the step you mean, e.g. `schedule(step)`."
+    )
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+    value, (numbers.Real, np.ndarray, jax.Array)
+  ):
+    raise TypeError(f"{fn}: `{arg}` must be {kind}, got {value!r}.")
+  if isinstance(value, (np.ndarray, jax.Array)):
+    if value.shape != ():
+      raise TypeError(f"{fn}: `{arg}` must be a scalar float, got shape {value.shape}.")
+    if not (jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)):
+      raise TypeError(f"{fn}: `{arg}` must be {kind}, got dtype {value.dtype}.")
+  x = float(value)
+  if not math.isfinite(x):
+    bound = "" if low is None else f" and {_bound(low, low_inclusive)}"
+    raise ValueError(f"{fn}: `{arg}` must be finite{bound}, got {x}{where}.")
+  if low is not None and (x < low or (x == low and not low_inclusive)):
+    raise ValueError(f"{fn}: `{arg}` must be {_bound(low, low_inclusive)}, got {x}{where}.")
+  if high is not None and (x > high or (x == high and not high_inclusive)):
+    bound = f"{'<=' if high_inclusive else '<'} {high:g}"
+    raise ValueError(f"{fn}: `{arg}` must be {bound}, got {x}{where}{hint}.")
+  return x
+
+
+def check_count(value: Any, *, fn: str, arg: str) -> int:
+  """A positive integer (a Python or NumPy int, not a bool)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
+  if value <= 0:
+    raise ValueError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
+  return int(value)
 
 
 def check_scalar_or_schedule(
@@ -48,11 +123,12 @@ def check_scalar_or_schedule(
   arg: str,
   upper: float | None = None,
   allow_zero: bool = True,
-) -> None:
+) -> float | None:
   """Raises if a constant (or a schedule's step-0 value) is out of range.
 
   The range is ``[0, upper)`` (``(0, upper)`` if not ``allow_zero``); the value
-  must be finite.
+  must be finite. Returns the constant, or the schedule's value at step 0, as a
+  float (``None`` if traced).
   """
   if isinstance(value, bool) or value is None:
     raise TypeError(f"{transform}: `{arg}` must be a float or a schedule, got {value!r}.")
@@ -67,26 +143,21 @@ def check_scalar_or_schedule(
       ) from e
     where = " (the schedule's value at step 0)"
   try:
-    x = _concrete_float(value)
-  except (TypeError, ValueError) as e:
-    raise TypeError(
-      f"{transform}: `{arg}` must be a scalar or a schedule returning a "
-      f"scalar{where}; got {value!r} ({e})."
-    ) from e
-  if x is None:
-    return
-  if not math.isfinite(x):
-    raise ValueError(f"{transform}: `{arg}` must be finite, got {x}{where}.")
-  if x < 0 or (x == 0 and not allow_zero):
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{transform}: `{arg}` must be {bound}, got {x}{where}.")
-  if upper is not None and x >= upper:
-    raise ValueError(
-      f"{transform}: `{arg}` must be < {upper}, got {x}{where}: it is the "
-      "fraction of each weight removed per step, so a value >= 1 zeroes or "
-      "flips the weights. Did you pass an L2 coefficient or a learning-rate-"
-      "free decay? See `optaxdecay.l2_to_decay_rate`."
+    return check_number(
+      value,
+      fn=transform,
+      arg=arg,
+      low_inclusive=allow_zero,
+      high=upper,
+      where=where,
+      hint=": it is the fraction of each weight removed per step, so a value >= 1 "
+      "zeroes or flips the weights. Did you pass an L2 coefficient or a "
+      "learning-rate-free decay? See `optaxdecay.l2_to_decay_rate`",
     )
+  except TypeError as e:
+    raise TypeError(
+      f"{transform}: `{arg}` must be a float or a schedule returning one; got {value!r}{where}."
+    ) from e
 
 
 def init_state(value: Any) -> optax.OptState:
@@ -106,3 +177,21 @@ def current_value(value: Any, state: optax.OptState) -> tuple[Any, Any]:
 def is_static_zero(value: Any) -> bool:
   """A Python-number zero: the transform is then the identity, at no cost."""
   return isinstance(value, (int, float)) and value == 0
+
+
+def combine(op: Callable[..., Any], *values: Any) -> optax.ScalarOrSchedule:
+  """``op(*values)`` for constants, else the schedule ``count -> op(*values(count))``.
+
+  When any value is a schedule, every value (constants included) is promoted
+  to the default float type before ``op`` (float64 under ``jax_enable_x64``):
+  a float32 schedule value times a Python float would otherwise round the
+  result to float32, and a conversion would be exact only to float32 precision.
+  """
+  if not any(callable(v) for v in values):
+    return op(*values)
+
+  def schedule(count: Any) -> Any:
+    dtype = jnp.result_type(float)
+    return op(*(jnp.asarray(v(count) if callable(v) else v, dtype) for v in values))
+
+  return schedule

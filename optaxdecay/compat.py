@@ -29,8 +29,6 @@ their docstrings when that is exact; where no conversion is exact they raise.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -79,53 +77,11 @@ ScalarOrSchedule = optax.ScalarOrSchedule
 # Argument checks.
 
 
-def _number(fn: str, arg: str, value: Any) -> float | None:
-  """``float(value)`` for a concrete real scalar, ``None`` if traced."""
-  if isinstance(value, jax.core.Tracer):
-    return None
-  if isinstance(value, bool) or value is None or callable(value):
-    raise TypeError(f"{fn}: `{arg}` must be a float, got {value!r}.")
-  try:
-    arr = np.asarray(value)
-  except Exception as e:
-    raise TypeError(f"{fn}: `{arg}` must be a float, got {value!r}.") from e
-  if arr.shape != () or not np.issubdtype(arr.dtype, np.number):
-    raise TypeError(f"{fn}: `{arg}` must be a scalar float, got {value!r}.")
-  x = float(arr)
-  if not math.isfinite(x):
-    raise ValueError(f"{fn}: `{arg}` must be finite, got {x}.")
-  return x
-
-
-def _check(
-  fn: str,
-  arg: str,
-  value: Any,
-  *,
-  low: float = 0.0,
-  high: float | None = None,
-  high_inclusive: bool = False,
-) -> None:
-  """Raises unless ``low <= value < high`` (``<= high`` if inclusive)."""
-  x = _number(fn, arg, value)
-  if x is None:
-    return
-  if x < low:
-    raise ValueError(f"{fn}: `{arg}` must be >= {low}, got {x}.")
-  if high is not None and (x > high or (x == high and not high_inclusive)):
-    bound = f"<= {high}" if high_inclusive else f"< {high}"
-    raise ValueError(f"{fn}: `{arg}` must be {bound}, got {x}.")
-
-
-def _check_lr(fn: str, arg: str, lr: Any) -> None:
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg=arg)
-
-
 def _check_betas(fn: str, betas: Any) -> tuple[Any, Any]:
   if not isinstance(betas, (tuple, list)) or len(betas) != 2:
     raise TypeError(f"{fn}: `betas` must be a pair (beta1, beta2), got {betas!r}.")
-  _check(fn, "betas[0]", betas[0], high=1.0)
-  _check(fn, "betas[1]", betas[1], high=1.0)
+  _hparams.check_number(betas[0], fn=fn, arg="betas[0]", high=1.0)
+  _hparams.check_number(betas[1], fn=fn, arg="betas[1]", high=1.0)
   return betas[0], betas[1]
 
 
@@ -141,20 +97,14 @@ def _is_zero(value: Any) -> bool:
 def _initial(fn: str, arg: str, lr: ScalarOrSchedule) -> Any:
   """The learning rate's value at step 0: ``lr`` itself or ``lr(0)``; must be > 0."""
   value = lr(jnp.zeros([], jnp.int32)) if callable(lr) else lr
-  x = _number(fn, f"{arg} at step 0" if callable(lr) else arg, value)
+  where = " (the schedule's value at step 0)" if callable(lr) else ""
+  x = _hparams.check_number(value, fn=fn, arg=arg, low=None, where=where)
   if x is not None and x <= 0:
     raise ValueError(
       f"{fn}: `{arg}` must be > 0 at step 0 (got {x}): the conversion divides by "
       "the initial learning rate."
     )
   return x if x is not None else value
-
-
-def _map(value: ScalarOrSchedule, f: Callable[[Any], Any]) -> ScalarOrSchedule:
-  """``f(value)`` for a constant, ``count -> f(value(count))`` for a schedule."""
-  if callable(value):
-    return lambda count: f(value(count))
-  return f(value)
 
 
 def _decay(
@@ -227,8 +177,8 @@ def scale_by_torch_momentum(
     ``torch.optim.SGD`` (``torch/optim/sgd.py``, ``_single_tensor_sgd``).
   """
   fn = "scale_by_torch_momentum"
-  _check(fn, "momentum", momentum)
-  _check(fn, "dampening", dampening)
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
   if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
     raise ValueError(f"{fn}: `nesterov=True` requires `momentum > 0` and `dampening == 0`.")
   if _is_zero(momentum):
@@ -316,9 +266,9 @@ def scale_by_keras_adam(
     ICLR 2015 (the formula before Section 2.1).
   """
   fn = "scale_by_keras_adam"
-  _check(fn, "beta_1", beta_1, high=1.0)
-  _check(fn, "beta_2", beta_2, high=1.0)
-  _check(fn, "epsilon", epsilon)
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
 
   def init_fn(params: optax.Params) -> ScaleByKerasAdamState:
     return ScaleByKerasAdamState(
@@ -404,10 +354,10 @@ def torch_sgd(
     ``torch/optim/sgd.py`` (``_single_tensor_sgd``), PyTorch 2.x.
   """
   fn = "torch_sgd"
-  _check_lr(fn, "lr", lr)
-  _check(fn, "momentum", momentum)
-  _check(fn, "dampening", dampening)
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
     raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
   return optax.chain(
@@ -465,10 +415,10 @@ def torch_adam(
     ``torch/optim/adam.py`` (``_single_tensor_adam``, ``decoupled_weight_decay=False``).
   """
   fn = "torch_adam"
-  _check_lr(fn, "lr", lr)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
-  _check(fn, "eps", eps)
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return optax.chain(
     add_l2_to_grad(weight_decay, mask=mask),
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
@@ -526,10 +476,10 @@ def torch_adamw(
     Decay Regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
   """
   fn = "torch_adamw"
-  _check_lr(fn, "lr", lr)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
-  _check(fn, "eps", eps)
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
@@ -544,7 +494,7 @@ def torch_adamw(
 def _keras_wd(fn: str, weight_decay: float | None) -> float:
   if weight_decay is None:
     return 0.0
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return weight_decay
 
 
@@ -605,8 +555,8 @@ def keras_sgd(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_sgd"
-  _check_lr(fn, "learning_rate", learning_rate)
-  _check(fn, "momentum", momentum, high=1.0, high_inclusive=True)
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
   wd = _keras_wd(fn, weight_decay)
   return optax.chain(
     optax.scale_by_learning_rate(learning_rate),
@@ -677,11 +627,11 @@ def _keras_adam(
   weight_decay: float | None,
   mask: _tree.MaskArg,
 ) -> optax.GradientTransformation:
-  _check_lr(fn, "learning_rate", learning_rate)
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
   wd = _keras_wd(fn, weight_decay)
-  _check(fn, "beta_1", beta_1, high=1.0)
-  _check(fn, "beta_2", beta_2, high=1.0)
-  _check(fn, "epsilon", epsilon)
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
   return optax.chain(
     scale_by_keras_adam(beta_1, beta_2, epsilon),
     optax.scale_by_learning_rate(learning_rate),
@@ -804,10 +754,10 @@ def tfa_adamw(
     (``DecoupledWeightDecayExtension``, ``AdamW``); tf.keras (v2) ``Adam``.
   """
   fn = "tfa_adamw"
-  _check_lr(fn, "learning_rate", learning_rate)
-  _check(fn, "beta_1", beta_1, high=1.0)
-  _check(fn, "beta_2", beta_2, high=1.0)
-  _check(fn, "epsilon", epsilon)
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
   return optax.chain(
     scale_by_keras_adam(beta_1, beta_2, epsilon),
     optax.scale_by_learning_rate(learning_rate),
@@ -858,8 +808,8 @@ def tfa_sgdw(
     TF-Addons ``weight_decay_optimizers.py`` (``SGDW``); tf.keras (v2) ``SGD``.
   """
   fn = "tfa_sgdw"
-  _check_lr(fn, "learning_rate", learning_rate)
-  _check(fn, "momentum", momentum)
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
   return optax.chain(
     optax.scale_by_learning_rate(learning_rate),
     optax.identity() if _is_zero(momentum) else optax.trace(decay=momentum, nesterov=nesterov),
@@ -875,15 +825,15 @@ def _composer_rate(
   fn: str, lr: ScalarOrSchedule, weight_decay: float, initial_lr: float | None
 ) -> ScalarOrSchedule:
   """``(lr_t / initial_lr) * weight_decay``."""
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if initial_lr is None:
     lr0 = _initial(fn, "lr", lr)
   else:
-    _check(fn, "initial_lr", initial_lr)
+    _hparams.check_number(initial_lr, fn=fn, arg="initial_lr")
     lr0 = _initial(fn, "initial_lr", initial_lr)
   if _is_zero(weight_decay):
     return 0.0
-  return _map(lr, lambda lr_t: lr_t / lr0 * weight_decay)
+  return _hparams.combine(lambda lr_t: lr_t / lr0 * weight_decay, lr)
 
 
 def composer_sgdw(
@@ -942,9 +892,9 @@ def composer_sgdw(
     (``DecoupledSGDW.sgdw``).
   """
   fn = "composer_sgdw"
-  _check_lr(fn, "lr", lr)
-  _check(fn, "momentum", momentum)
-  _check(fn, "dampening", dampening)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
   if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
     raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
@@ -1007,9 +957,9 @@ def composer_adamw(
     (``DecoupledAdamW.adamw``).
   """
   fn = "composer_adamw"
-  _check_lr(fn, "lr", lr)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
-  _check(fn, "eps", eps)
+  _hparams.check_number(eps, fn=fn, arg="eps")
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
@@ -1074,15 +1024,15 @@ def paper_adamw(
     <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Algorithm 2.
   """
   fn = "paper_adamw"
-  _check(fn, "alpha", alpha)
-  _check(fn, "weight_decay", weight_decay)
-  _check_lr(fn, "schedule_multiplier", schedule_multiplier)
-  _check(fn, "b1", b1, high=1.0)
-  _check(fn, "b2", b2, high=1.0)
-  _check(fn, "eps", eps)
+  _hparams.check_number(alpha, fn=fn, arg="alpha")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
+  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
-    optax.scale_by_learning_rate(_map(schedule_multiplier, lambda e: alpha * e)),
+    optax.scale_by_learning_rate(_hparams.combine(lambda e: alpha * e, schedule_multiplier)),
     _decay(
       fn,
       "schedule_multiplier * weight_decay",
@@ -1138,12 +1088,12 @@ def paper_sgdw(
     <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Algorithm 1.
   """
   fn = "paper_sgdw"
-  _check(fn, "alpha", alpha)
-  _check(fn, "b1", b1)
-  _check(fn, "weight_decay", weight_decay)
-  _check_lr(fn, "schedule_multiplier", schedule_multiplier)
+  _hparams.check_number(alpha, fn=fn, arg="alpha")
+  _hparams.check_number(b1, fn=fn, arg="b1")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
   return optax.chain(
-    optax.scale_by_learning_rate(_map(schedule_multiplier, lambda e: alpha * e)),
+    optax.scale_by_learning_rate(_hparams.combine(lambda e: alpha * e, schedule_multiplier)),
     optax.identity() if _is_zero(b1) else optax.trace(decay=b1),
     _decay(
       fn,
@@ -1193,13 +1143,13 @@ def torch_adamw_to_paper_adamw(
     >>> tx = compat.paper_adamw(**kw)
   """
   fn = "torch_adamw_to_paper_adamw"
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   lr0 = _initial(fn, "lr", lr)
   b1, b2 = _check_betas(fn, betas)
   return dict(
     alpha=lr0,
     weight_decay=lr0 * weight_decay,
-    schedule_multiplier=_map(lr, lambda lr_t: lr_t / lr0),
+    schedule_multiplier=_hparams.combine(lambda lr_t: lr_t / lr0, lr),
     b1=b1,
     b2=b2,
     eps=eps,
@@ -1242,11 +1192,11 @@ def paper_adamw_to_torch_adamw(
     0.01
   """
   fn = "paper_adamw_to_torch_adamw"
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   a = _initial(fn, "alpha", alpha)
-  _check_lr(fn, "schedule_multiplier", schedule_multiplier)
+  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
   return dict(
-    lr=_map(schedule_multiplier, lambda e: a * e),
+    lr=_hparams.combine(lambda e: a * e, schedule_multiplier),
     betas=(b1, b2),
     eps=eps,
     weight_decay=weight_decay / a,
@@ -1284,7 +1234,7 @@ def torch_adamw_to_composer_adamw(
     0.005
   """
   fn = "torch_adamw_to_composer_adamw"
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   lr0 = _initial(fn, "lr", lr)
   return dict(lr=lr, betas=betas, eps=eps, weight_decay=lr0 * weight_decay, initial_lr=lr0)
 
@@ -1321,7 +1271,7 @@ def composer_adamw_to_torch_adamw(
     0.01
   """
   fn = "composer_adamw_to_torch_adamw"
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   lr0 = _initial(fn, "lr", lr) if initial_lr is None else _initial(fn, "initial_lr", initial_lr)
   return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay / lr0)
 
@@ -1356,8 +1306,8 @@ def keras_adamw_to_tfa_adamw(
     0.005
   """
   fn = "keras_adamw_to_tfa_adamw"
-  _check(fn, "weight_decay", weight_decay)
-  _check_lr(fn, "learning_rate", learning_rate)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
   return dict(
     weight_decay=l2_to_decay_rate(weight_decay, learning_rate),
     learning_rate=learning_rate,
@@ -1410,7 +1360,7 @@ def tfa_adamw_to_keras_adamw(
       "always `learning_rate_t * weight_decay`, so a scheduled TF-Addons decay or "
       "learning rate has no exact Keras equivalent."
     )
-  _check(fn, "weight_decay", weight_decay, high=1.0)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay", high=1.0)
   lr = _initial(fn, "learning_rate", learning_rate)
   return dict(
     learning_rate=learning_rate,
@@ -1458,9 +1408,9 @@ def torch_sgd_to_keras_sgd(
     {'learning_rate': 0.1, 'momentum': 0.0, 'nesterov': False, 'weight_decay': 0.0001}
   """
   fn = "torch_sgd_to_keras_sgd"
-  _check_lr(fn, "lr", lr)
-  _check(fn, "momentum", momentum, high=1.0, high_inclusive=True)
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if not _is_zero(momentum) and (
     not _is_zero(weight_decay) or not _is_zero(dampening) or callable(lr)
   ):
@@ -1510,8 +1460,8 @@ def keras_sgd_to_torch_sgd(
     {'lr': 0.1, 'momentum': 0.9, 'dampening': 0.0, 'weight_decay': 0.0, 'nesterov': False}
   """
   fn = "keras_sgd_to_torch_sgd"
-  _check_lr(fn, "learning_rate", learning_rate)
-  _check(fn, "momentum", momentum, high=1.0, high_inclusive=True)
+  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
   wd = _keras_wd(fn, weight_decay)
   if not _is_zero(momentum) and (not _is_zero(wd) or callable(learning_rate)):
     raise ValueError(
@@ -1557,7 +1507,7 @@ def torch_sgd_to_composer_sgdw(
     0.005
   """
   fn = "torch_sgd_to_composer_sgdw"
-  _check(fn, "weight_decay", weight_decay)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   lr0 = _initial(fn, "lr", lr)
   return dict(lr=lr, weight_decay=lr0 * weight_decay, initial_lr=lr0)
 
@@ -1597,12 +1547,12 @@ def paper_sgdw_to_keras_sgd(
     {'learning_rate': 0.5, 'momentum': 0.9, 'nesterov': False, 'weight_decay': 0.01}
   """
   fn = "paper_sgdw_to_keras_sgd"
-  _check(fn, "weight_decay", weight_decay)
-  _check(fn, "b1", b1, high=1.0, high_inclusive=True)
-  _check_lr(fn, "schedule_multiplier", schedule_multiplier)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0, high_inclusive=True)
+  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
   a = _initial(fn, "alpha", alpha)
   return dict(
-    learning_rate=_map(schedule_multiplier, lambda e: a * e),
+    learning_rate=_hparams.combine(lambda e: a * e, schedule_multiplier),
     momentum=float(b1),
     nesterov=False,
     weight_decay=weight_decay / a,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxdecay import _tree
+from optaxdecay import _hparams, _tree
 
 __all__ = [
   "L2StrengthReport",
@@ -60,27 +59,6 @@ def _shape_dtype(leaf: Any) -> tuple[tuple[int, ...], Any]:
   if dtype is None:
     dtype = np.asarray(leaf).dtype
   return shape, jnp.dtype(dtype)
-
-
-def _check_float(
-  value: Any, *, fn: str, arg: str, positive: bool = False, upper: float | None = None
-) -> float:
-  if callable(value):
-    raise TypeError(
-      f"{fn}: `{arg}` must be a float, got a callable; for a schedule pass its value at the step "
-      "you are inspecting, e.g. `schedule(step)`."
-    )
-  if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, jnp.ndarray)):
-    raise TypeError(f"{fn}: `{arg}` must be a float, got {value!r}.")
-  if np.ndim(value) != 0:
-    raise TypeError(f"{fn}: `{arg}` must be a scalar, got shape {np.shape(value)}.")
-  x = float(value)
-  if not math.isfinite(x) or x < 0 or (positive and x == 0):
-    bound = "> 0" if positive else ">= 0"
-    raise ValueError(f"{fn}: `{arg}` must be finite and {bound}, got {x}.")
-  if upper is not None and x >= upper:
-    raise ValueError(f"{fn}: `{arg}` must be < {upper}, got {x}.")
-  return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,16 +373,18 @@ def effective_l2_strength(
     <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Section 2).
   """
   fn = "effective_l2_strength"
-  l2 = _check_float(l2, fn=fn, arg="l2")
-  b2 = _check_float(b2, fn=fn, arg="b2", upper=1.0)
-  eps = _check_float(eps, fn=fn, arg="eps")
-  eps_root = _check_float(eps_root, fn=fn, arg="eps_root")
+  l2 = _hparams.check_number(l2, fn=fn, arg="l2", concrete=True)
+  b2 = _hparams.check_number(b2, fn=fn, arg="b2", high=1.0, concrete=True)
+  eps = _hparams.check_number(eps, fn=fn, arg="eps", concrete=True)
+  eps_root = _hparams.check_number(eps_root, fn=fn, arg="eps_root", concrete=True)
   if weight_decay is None:
     if l2 == 0:
       raise ValueError(f"{fn}: `l2` is 0, so pass a positive `weight_decay` to compare with.")
     weight_decay = l2
   else:
-    weight_decay = _check_float(weight_decay, fn=fn, arg="weight_decay", positive=True)
+    weight_decay = _hparams.check_number(
+      weight_decay, fn=fn, arg="weight_decay", low_inclusive=False, concrete=True
+    )
   adam = _find_adam_state(opt_state)
   count = _concrete_int(adam.count)
   if count < 1:
@@ -578,7 +558,7 @@ def decay_precision_report(
     [('bf16', 1.0), ('f32', 0.0)]
   """
   fn = "decay_precision_report"
-  rate = _check_float(rate, fn=fn, arg="rate", upper=1.0)
+  rate = _hparams.check_number(rate, fn=fn, arg="rate", high=1.0, concrete=True)
   selected = _tree.resolve_mask(mask, params, transform=fn)
   pairs, _ = _tree.flatten_with_names(params)
   rows = []

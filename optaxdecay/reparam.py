@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax.numpy as jnp
 import optax
 
 from optaxdecay import _hparams
-
-
-def _combine(a: Any, b: Any, op: Any) -> optax.ScalarOrSchedule:
-  """``op(a, b)``, or the schedule ``count -> op(a(count), b(count))``.
-
-  A schedule's values are promoted to the default float type first (float64
-  under ``jax_enable_x64``): a float32 schedule value times a Python float
-  would otherwise round the product to float32, and the conversion would be
-  exact only to float32 precision.
-  """
-  if callable(a) or callable(b):
-    fa = a if callable(a) else (lambda _: a)
-    fb = b if callable(b) else (lambda _: b)
-
-    def schedule(count: Any) -> Any:
-      dtype = jnp.result_type(float)
-      return op(jnp.asarray(fa(count), dtype), jnp.asarray(fb(count), dtype))
-
-    return schedule
-  return op(a, b)
 
 
 def l2_to_decay_rate(
@@ -55,7 +32,7 @@ def l2_to_decay_rate(
   _hparams.check_scalar_or_schedule(
     learning_rate, transform="l2_to_decay_rate", arg="learning_rate"
   )
-  return _combine(learning_rate, l2, lambda lr, lam: lr * lam)
+  return _hparams.combine(lambda lr, lam: lr * lam, learning_rate, l2)
 
 
 def decay_rate_to_l2(
@@ -79,4 +56,4 @@ def decay_rate_to_l2(
     arg="learning_rate",
     allow_zero=callable(learning_rate),
   )
-  return _combine(rate, learning_rate, lambda r, lr: r / lr)
+  return _hparams.combine(lambda r, lr: r / lr, rate, learning_rate)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
@@ -23,42 +22,6 @@ import numpy as np
 import optax
 
 from optaxdecay import _hparams
-
-
-def _combine(op: Callable[..., Any], *args: Any) -> optax.ScalarOrSchedule:
-  """``op(*args)`` if all are constants, else the schedule ``t -> op(*args(t))``."""
-  if not any(callable(a) for a in args):
-    return op(*args)
-  fns = [a if callable(a) else (lambda _, a=a: a) for a in args]
-  return lambda count: op(*(f(count) for f in fns))
-
-
-def _check_count(value: Any, *, fn: str, arg: str) -> int:
-  """A positive integer (Python or NumPy int, not bool)."""
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
-  if value <= 0:
-    raise ValueError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
-  return int(value)
-
-
-def _check_positive_real(value: Any, *, fn: str, arg: str) -> float:
-  """A finite real number > 0 (not a schedule)."""
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"{fn}: `{arg}` must be a positive float, got {value!r}.")
-  x = float(value)
-  if not math.isfinite(x) or x <= 0:
-    raise ValueError(f"{fn}: `{arg}` must be finite and > 0, got {value!r}.")
-  return x
-
-
-def _step0(value: Any) -> float | None:
-  """A constant's value, or a schedule's value at step 0 (``None`` if traced)."""
-  v = value(jnp.zeros([], jnp.int32)) if callable(value) else value
-  try:
-    return float(v)
-  except Exception:  # a tracer under jit: nothing to check now
-    return None
 
 
 def corrected_decay_rate(
@@ -121,9 +84,10 @@ def corrected_decay_rate(
   """
   fn = "corrected_decay_rate"
   _hparams.check_scalar_or_schedule(weight_decay, transform=fn, arg="weight_decay")
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
-  lr_max = _check_positive_real(max_learning_rate, fn=fn, arg="max_learning_rate")
-  lr0 = _step0(learning_rate)
+  lr0 = _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  lr_max = _hparams.check_number(
+    max_learning_rate, fn=fn, arg="max_learning_rate", low_inclusive=False, concrete=True
+  )
   # A float32 schedule's peak may round slightly above the float given as max.
   if lr0 is not None and lr0 > lr_max * (1 + 1e-6):
     where = " at step 0" if callable(learning_rate) else ""
@@ -131,7 +95,7 @@ def corrected_decay_rate(
       f"{fn}: `learning_rate`{where} is {lr0}, above `max_learning_rate`="
       f"{lr_max}; pass the schedule's peak value as `max_learning_rate`."
     )
-  return _combine(lambda wd, lr: wd * lr * lr / lr_max, weight_decay, learning_rate)
+  return _hparams.combine(lambda wd, lr: wd * lr * lr / lr_max, weight_decay, learning_rate)
 
 
 def normalized_weight_decay(
@@ -184,16 +148,16 @@ def normalized_weight_decay(
   """
   fn = "normalized_weight_decay"
   _hparams.check_scalar_or_schedule(lambda_norm, transform=fn, arg="lambda_norm")
-  b = _check_count(batch_size, fn=fn, arg="batch_size")
-  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
-  t = _check_positive_real(epochs, fn=fn, arg="epochs")
+  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
+  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
+  t = _hparams.check_number(epochs, fn=fn, arg="epochs", low_inclusive=False, concrete=True)
   if b > n:
     raise ValueError(
       f"{fn}: `batch_size`={b} is larger than `dataset_size`={n}; `dataset_size` is "
       "the number of training examples per epoch."
     )
   factor = math.sqrt(b / (n * t))
-  return _combine(lambda lam: lam * factor, lambda_norm)
+  return _hparams.combine(lambda lam: lam * factor, lambda_norm)
 
 
 def rate_from_timescale(
@@ -240,17 +204,18 @@ def rate_from_timescale(
     dataset size <https://arxiv.org/abs/2405.13698>`_, arXiv 2405.13698, 2024.
   """
   fn = "rate_from_timescale"
-  _hparams.check_scalar_or_schedule(tau_epochs, transform=fn, arg="tau_epochs", allow_zero=False)
-  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
-  b = _check_count(batch_size, fn=fn, arg="batch_size")
-  tau0 = _step0(tau_epochs)
+  tau0 = _hparams.check_scalar_or_schedule(
+    tau_epochs, transform=fn, arg="tau_epochs", allow_zero=False
+  )
+  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
+  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
   if tau0 is not None and b / (n * tau0) >= 1:
     where = " at step 0" if callable(tau_epochs) else ""
     raise ValueError(
       f"{fn}: `tau_epochs`{where} is {tau0}, shorter than one step "
       f"(batch_size/dataset_size = {b / n}); the rate would be >= 1."
     )
-  return _combine(lambda tau: b / (n * tau), tau_epochs)
+  return _hparams.combine(lambda tau: b / (n * tau), tau_epochs)
 
 
 def timescale_from_rate(
@@ -284,12 +249,12 @@ def timescale_from_rate(
   """
   fn = "timescale_from_rate"
   _hparams.check_scalar_or_schedule(rate, transform=fn, arg="rate", upper=1.0)
-  n = _check_count(dataset_size, fn=fn, arg="dataset_size")
-  b = _check_count(batch_size, fn=fn, arg="batch_size")
+  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
+  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
 
   def tau(r: Any) -> Any:
     if isinstance(r, numbers.Real) and not isinstance(r, np.ndarray):
       return math.inf if r == 0 else b / (n * float(r))
     return b / (n * jnp.asarray(r))  # arrays, tracers, schedule values: inf where r is 0
 
-  return _combine(tau, rate)
+  return _hparams.combine(tau, rate)

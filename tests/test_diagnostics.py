@@ -239,14 +239,14 @@ def test_effective_l2_strength_weight_decay_and_str():
 @pytest.mark.parametrize(
   ("kwargs", "error", "match"),
   [
-    (dict(l2=-1.0), ValueError, "`l2` must be finite and >= 0"),
+    (dict(l2=-1.0), ValueError, "`l2` must be >= 0, got -1.0"),
     (dict(l2=math.nan), ValueError, "`l2` must be finite and >= 0"),
     (dict(l2=lambda t: 1e-4), TypeError, "`l2` must be a float, got a callable"),
     (dict(l2="1e-4"), TypeError, "`l2` must be a float"),
     (dict(l2=0.0), ValueError, "`l2` is 0, so pass a positive `weight_decay`"),
-    (dict(l2=1e-4, weight_decay=0.0), ValueError, "`weight_decay` must be finite and > 0"),
+    (dict(l2=1e-4, weight_decay=0.0), ValueError, "`weight_decay` must be > 0, got 0.0"),
     (dict(l2=1e-4, b2=1.0), ValueError, "`b2` must be < 1"),
-    (dict(l2=1e-4, eps=-1e-8), ValueError, "`eps` must be finite and >= 0"),
+    (dict(l2=1e-4, eps=-1e-8), ValueError, "`eps` must be >= 0, got -1e-08"),
   ],
 )
 def test_effective_l2_strength_argument_errors(kwargs, error, match):
@@ -367,7 +367,7 @@ def test_precision_report_ignores_zeros_mask_and_str():
   ("rate", "error", "match"),
   [
     (1.0, ValueError, "`rate` must be < 1"),
-    (-1e-5, ValueError, "`rate` must be finite and >= 0"),
+    (-1e-5, ValueError, "`rate` must be >= 0, got -1e-05"),
     (math.inf, ValueError, "`rate` must be finite and >= 0"),
     (lambda t: 1e-5, TypeError, "`rate` must be a float, got a callable"),
     (jnp.ones(2), TypeError, "`rate` must be a scalar"),
