@@ -12,7 +12,6 @@ cache between the three updates.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -47,34 +46,6 @@ class FusedAdamW(NamedTuple):
   init: optax.TransformInitFn
   update: optax.TransformUpdateFn
   step: StepFn
-
-
-def _as_float(value: Any, arg: str) -> float | None:
-  """``float(value)`` for a real scalar, ``None`` if traced; raises otherwise."""
-  if isinstance(value, jax.core.Tracer):
-    return None
-  if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
-    raise TypeError(f"{_NAME}: `{arg}` must be a float, got {value!r}.")
-  try:
-    return float(value)
-  except (TypeError, ValueError) as e:
-    raise TypeError(f"{_NAME}: `{arg}` must be a scalar float, got {value!r}.") from e
-
-
-def _check_unit_interval(value: Any, arg: str) -> None:
-  x = _as_float(value, arg)
-  if x is None:
-    return
-  if not (math.isfinite(x) and 0.0 <= x < 1.0):
-    raise ValueError(f"{_NAME}: `{arg}` must be in [0, 1), got {x}.")
-
-
-def _check_nonnegative(value: Any, arg: str) -> None:
-  x = _as_float(value, arg)
-  if x is None:
-    return
-  if not (math.isfinite(x) and x >= 0.0):
-    raise ValueError(f"{_NAME}: `{arg}` must be finite and >= 0, got {x}.")
 
 
 def _has_count(state: Any) -> bool:
@@ -210,10 +181,10 @@ def fused_adamw(
   """
   _hparams.check_scalar_or_schedule(learning_rate, transform=_NAME, arg="learning_rate")
   _hparams.check_scalar_or_schedule(weight_decay, transform=_NAME, arg="weight_decay")
-  _check_unit_interval(b1, "b1")
-  _check_unit_interval(b2, "b2")
-  _check_nonnegative(eps, "eps")
-  _check_nonnegative(eps_root, "eps_root")
+  for arg, value in (("b1", b1), ("b2", b2)):
+    _hparams.check_number(value, fn=_NAME, arg=arg, high=1.0)
+  for arg, value in (("eps", eps), ("eps_root", eps_root)):
+    _hparams.check_number(value, fn=_NAME, arg=arg)
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
     raise ValueError(f"{_NAME}: `chunk_size` must be a positive int, got {chunk_size!r}.")
   if not isinstance(exact, bool):
