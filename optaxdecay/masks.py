@@ -26,6 +26,11 @@ def leaf_name(names: _tree.Names) -> str | None:
   ``{'fc1.bias': w}`` (a PyTorch ``state_dict`` key) and of
   ``{'mlp/~/linear_0': {'b': w}}`` (Haiku) is ``'bias'`` and ``'b'``.
   ``None`` if the path has no string component (e.g. a bare tuple of arrays).
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.leaf_name(('Dense_0', 'kernel')), od.leaf_name(('fc1.bias',)), od.leaf_name((0, 1))
+    ('kernel', 'bias', None)
   """
   for n in reversed(names):
     if isinstance(n, str):

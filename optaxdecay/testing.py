@@ -63,6 +63,14 @@ def trajectory(
   Returns:
     A pytree like ``params`` whose leaves have a leading axis of size
     ``steps``: entry ``k`` holds the parameters after ``k + 1`` updates.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from optaxdecay import testing as odt
+    >>> # Gradient descent on w**2 / 2 (gradient w) with lr 0.5 halves w each step.
+    >>> odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, steps=3)
+    Array([0.5  , 0.25 , 0.125], dtype=float32)
   """
   if not isinstance(steps, int) or steps < 1:
     raise ValueError(f"trajectory: `steps` must be a positive int, got {steps!r}.")
@@ -84,7 +92,17 @@ def trajectory(
 def compare(
   traj_a: chex.ArrayTree, traj_b: chex.ArrayTree, *, rtol: float, atol: float
 ) -> Divergence:
-  """Compares two stacked trajectories (see :func:`trajectory`)."""
+  """Compares two stacked trajectories (see :func:`trajectory`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import testing as odt
+    >>> a = {'w': jnp.array([[1.0], [2.0], [3.0]])}  # 3 steps of a 1-element leaf
+    >>> b = {'w': jnp.array([[1.0], [2.0], [3.5]])}
+    >>> div = odt.compare(a, b, rtol=1e-6, atol=0.0)
+    >>> div.step, div.path, div.max_abs
+    (3, 'w', 0.5)
+  """
   chex.assert_trees_all_equal_shapes_and_dtypes(traj_a, traj_b)
   pairs_a, _ = _tree.flatten_with_names(traj_a)
   pairs_b, _ = _tree.flatten_with_names(traj_b)
@@ -132,6 +150,19 @@ def assert_equivalent(
   Raises:
     AssertionError: naming the first diverging step and leaf path and the
       largest differences.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> from optaxdecay import testing as odt
+    >>> lr, l2 = 0.1, 0.01
+    >>> params = {'w': jnp.array([1.0, -2.0])}
+    >>> grad_fn = lambda p, step: {'w': jnp.cos(p['w'] + step)}
+    >>> sgd_l2 = optax.chain(od.add_l2_to_grad(l2), optax.sgd(lr))
+    >>> sgd_wd = optax.chain(optax.sgd(lr), od.decoupled_weight_decay(od.l2_to_decay_rate(l2, lr)))
+    >>> odt.assert_equivalent(sgd_l2, sgd_wd, params, grad_fn, steps=20).step is None
+    True
   """
   traj_a = trajectory(tx_a, params, grad_fn, steps)
   traj_b = trajectory(tx_b, params, grad_fn, steps)
@@ -164,6 +195,19 @@ def assert_not_equivalent(
 
   Raises:
     AssertionError: if every step agrees within ``rtol``/``atol``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> from optaxdecay import testing as odt
+    >>> lr, l2 = 0.1, 0.01
+    >>> params = {'w': jnp.array([1.0, -2.0])}
+    >>> grad_fn = lambda p, step: {'w': jnp.cos(p['w'] + step)}
+    >>> adam_l2 = optax.chain(od.add_l2_to_grad(l2), optax.adam(lr))
+    >>> adam_wd = optax.chain(optax.adam(lr), od.decoupled_weight_decay(lr * l2))
+    >>> odt.assert_not_equivalent(adam_l2, adam_wd, params, grad_fn, steps=20).path
+    'w'
   """
   traj_a = trajectory(tx_a, params, grad_fn, steps)
   traj_b = trajectory(tx_b, params, grad_fn, steps)
