@@ -69,3 +69,24 @@ def digits32() -> DigitsProblem:
 def make_digits() -> type[DigitsProblem]:
   """The problem class, for tests that build it under ``jax.enable_x64``."""
   return DigitsProblem
+
+
+@pytest.fixture
+def nnx_model():
+  """``(nnx, model)``: a Flax NNX Linear(4, 8) -> LayerNorm(8) -> Linear(8, 2) network.
+
+  Parameter paths: ``dense/{kernel,bias}``, ``norm/{scale,bias}``,
+  ``head/{kernel,bias}``. Skips when flax is missing.
+  """
+  nnx = pytest.importorskip("flax.nnx", reason="flax is in the [test] extra")
+
+  class Model(nnx.Module):
+    def __init__(self, rngs):
+      self.dense = nnx.Linear(4, 8, rngs=rngs)
+      self.norm = nnx.LayerNorm(8, rngs=rngs)
+      self.head = nnx.Linear(8, 2, rngs=rngs)
+
+    def __call__(self, x):
+      return self.head(jax.nn.relu(self.norm(self.dense(x))))
+
+  return nnx, Model(nnx.Rngs(0))

@@ -97,21 +97,18 @@ def test_describe_mask_flax_linen():
   )
 
 
-def test_describe_mask_flax_nnx_wrapped_and_plain():
-  nnx = pytest.importorskip("flax.nnx", reason="describe_mask on NNX state needs flax")
-
-  class Net(nnx.Module):
-    def __init__(self, rngs):
-      self.l1 = nnx.Linear(4, 8, rngs=rngs)
-      self.ln = nnx.LayerNorm(8, rngs=rngs)
-      self.l2 = nnx.Linear(8, 3, rngs=rngs)
-
-  state = nnx.state(Net(nnx.Rngs(0)), nnx.Param)
+def test_describe_mask_flax_nnx_wrapped_and_plain(nnx_model):
+  nnx, model = nnx_model
+  state = nnx.state(model, nnx.Param)
   wrapped = diagnostics.describe_mask(state, od.bias_mask)
   plain = diagnostics.describe_mask(nnx.to_pure_dict(state), od.bias_mask)
   assert wrapped.rows == plain.rows
-  assert {r.path for r in wrapped.rows if r.decayed} == {"l1/kernel", "l2/kernel", "ln/scale"}
-  assert wrapped.decayed == 32 + 24 + 8
+  assert {r.path for r in wrapped.rows if r.decayed} == {
+    "dense/kernel",
+    "head/kernel",
+    "norm/scale",
+  }
+  assert wrapped.decayed == 32 + 16 + 8
 
 
 def test_describe_mask_rejects_mismatched_mask():

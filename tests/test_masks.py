@@ -107,23 +107,6 @@ def test_frozen_dict_params_with_plain_dict_mask():
   adamw.update(jax.tree.map(jnp.zeros_like, params), adamw.init(params), params)
 
 
-class _NNXModel:
-  @staticmethod
-  def make():
-    nnx = pytest.importorskip("flax.nnx", reason="flax is in the [test] extra")
-
-    class Model(nnx.Module):
-      def __init__(self, rngs):
-        self.dense = nnx.Linear(4, 8, rngs=rngs)
-        self.norm = nnx.LayerNorm(8, rngs=rngs)
-        self.head = nnx.Linear(8, 2, rngs=rngs)
-
-      def __call__(self, x):
-        return self.head(jax.nn.relu(self.norm(self.dense(x))))
-
-    return nnx, Model(nnx.Rngs(0))
-
-
 def _nnx_step(nnx, model, tx):
   """One ``nnx.Optimizer`` step with zero gradients: only the decay moves weights."""
   opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -135,9 +118,9 @@ def _nnx_step(nnx, model, tx):
 
 
 @pytest.mark.parametrize("kind", ["callable", "pytree"])
-def test_flax_nnx_optimizer(kind):
+def test_flax_nnx_optimizer(kind, nnx_model):
   """Init sees ``Param``-wrapped state, update sees plain arrays: both work."""
-  nnx, model = _NNXModel.make()
+  nnx, model = nnx_model
   state = nnx.state(model, nnx.Param)
   mask = od.bias_mask if kind == "callable" else od.bias_mask(state)
   tx = optax.chain(optax.sgd(0.1), od.decoupled_weight_decay(0.5, mask=mask))
@@ -150,9 +133,9 @@ def test_flax_nnx_optimizer(kind):
   np.testing.assert_allclose(after["norm"]["scale"][...], 0.5 * before["norm"]["scale"][...])
 
 
-def test_flax_nnx_with_optax_adamw_mask():
+def test_flax_nnx_with_optax_adamw_mask(nnx_model):
   """``bias_mask`` also serves Optax's own ``adamw(mask=...)`` under NNX."""
-  nnx, model = _NNXModel.make()
+  nnx, model = nnx_model
   before, after = _nnx_step(nnx, model, optax.adamw(0.1, weight_decay=0.5, mask=od.bias_mask))
   np.testing.assert_array_equal(after["dense"]["bias"][...], before["dense"]["bias"][...])
   np.testing.assert_allclose(
@@ -160,8 +143,8 @@ def test_flax_nnx_with_optax_adamw_mask():
   )
 
 
-def test_nnx_mask_is_wrapped_like_state():
-  nnx, model = _NNXModel.make()
+def test_nnx_mask_is_wrapped_like_state(nnx_model):
+  nnx, model = nnx_model
   state = nnx.state(model, nnx.Param)
   mask = od.bias_mask(state)
   assert jax.tree.structure(mask) == jax.tree.structure(state)
