@@ -25,6 +25,14 @@ import sys
 # down whatever runs next in this process (here: the JAX candidates). Must be
 # set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One CPU device per usable core, for `fused_adamw(...).sharded_step`: XLA runs
+# the fused loop on one thread per device. JAX reads this flag only at start-up.
+# The single-device candidates run on device 0 and still use every core.
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + (
+  ""
+  if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+  else f" --xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}"
+)
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +56,8 @@ from _common import (
   parser,
   table,
 )
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import optaxdecay as od
 
@@ -100,6 +110,29 @@ def bandwidth_probes(torch, n: int) -> tuple[dict, dict]:
   return fns, nbytes
 
 
+def sharded_runner(fused: od.FusedAdamW, params, grads) -> Runner:
+  """``fused.sharded_step`` with every leaf split along its first axis over all devices."""
+  mesh = Mesh(np.array(jax.devices()), ("cores",))
+  n = jax.device_count()
+  specs = jax.tree.map(lambda p: P("cores") if p.shape[0] % n == 0 else P(), params)
+  shard = lambda tree: jax.tree.map(
+    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), tree, specs
+  )
+  params, grads = shard(params), shard(grads)
+  # mu and nu sharded like their parameters, the counts replicated.
+  state_shardings = optax.tree.map_params(
+    fused.init,
+    lambda _, p: p.sharding,
+    jax.eval_shape(fused.init, params),
+    params,
+    transform_non_params=lambda _: NamedSharding(mesh, P()),
+  )
+  state = jax.jit(fused.init, out_shardings=state_shardings)(params)
+  step = fused.sharded_step(mesh, specs)
+  c = compile_step(lambda p, s, g: step(p, g, s), params, state, grads)
+  return Runner(c, params, state, grads)
+
+
 def run_layout(torch, label: str, params, rounds: int) -> None:
   grads = grads_like(params)
   n = n_params(params)
@@ -122,6 +155,10 @@ def run_layout(torch, label: str, params, rounds: int) -> None:
     name = f"od.fused_adamw(exact={exact}).step"
     runners[name] = Runner(c, params, state, grads)
     words[name] = float("nan")  # XLA does not count loop bodies x trips
+    if jax.device_count() > 1:
+      name = f"od.fused_adamw(exact={exact}).sharded_step, {jax.device_count()} CPU devices"
+      runners[name] = sharded_runner(fused, params, grads)
+      words[name] = float("nan")
   runners.update(torch_candidates(torch, params, grads))
   probes, probe_bytes = bandwidth_probes(torch, n)
   runners.update(probes)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec
 
 from optaxdecay import _hparams, _tree
 
@@ -46,6 +47,65 @@ class FusedAdamW(NamedTuple):
   init: optax.TransformInitFn
   update: optax.TransformUpdateFn
   step: StepFn
+
+  def sharded_step(self, mesh: jax.sharding.Mesh, param_specs: Any) -> StepFn:
+    """``step`` run shard by shard on ``mesh`` with ``jax.shard_map``.
+
+    Each device updates the shard of every leaf it holds, with its own
+    chunked loop: no device reads another's shard, so the compiled step has
+    **no collectives** and the devices work in parallel. The numbers are
+    bit-identical to ``step`` on one device (an elementwise update does not
+    care where a shard ends). The state's per-parameter leaves (``mu``,
+    ``nu``) must be sharded like their parameters and its counts replicated,
+    as ``optax.tree.map_params`` arranges (see ``docs/benchmarks.md``).
+
+    Use it for FSDP-sharded parameters (plain ``step`` on them makes XLA
+    all-gather each sharded leaf), and on a multi-core CPU, where XLA runs
+    ``step``'s loop on one thread: start the process with
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` and shard
+    the parameters over those CPU devices to use every core.
+
+    Args:
+      mesh: the ``jax.sharding.Mesh`` the parameters are sharded over.
+      param_specs: a pytree like the params, of ``PartitionSpec`` leaves (the
+        ``spec`` of each parameter's ``NamedSharding``).
+
+    Returns:
+      ``(params, grads, state) -> (new_params, new_state)``, like ``step``;
+      jit it with ``donate_argnums=(0, 2)`` to update in place.
+
+    Raises:
+      TypeError: ``mesh`` is not a ``jax.sharding.Mesh`` or a leaf of
+        ``param_specs`` is not a ``PartitionSpec``.
+    """
+    where = f"{_NAME}(...).sharded_step"
+    if not isinstance(mesh, jax.sharding.Mesh):
+      raise TypeError(f"{where}: `mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    for leaf in jax.tree.leaves(param_specs):
+      if not isinstance(leaf, PartitionSpec):
+        raise TypeError(
+          f"{where}: every leaf of `param_specs` must be a jax.sharding.PartitionSpec, got "
+          f"{leaf!r}; pass e.g. jax.tree.map(lambda p: p.sharding.spec, params)."
+        )
+    replicated = lambda tree: jax.tree.map(lambda _: PartitionSpec(), tree)
+
+    def step(
+      params: optax.Params, grads: optax.Updates, state: optax.OptState
+    ) -> tuple[optax.Params, optax.OptState]:
+      _, decay_state, lr_state = state
+      state_specs = (
+        optax.ScaleByAdamState(count=PartitionSpec(), mu=param_specs, nu=param_specs),
+        replicated(decay_state),
+        replicated(lr_state),
+      )
+      return jax.shard_map(
+        self.step,
+        mesh=mesh,
+        in_specs=(param_specs, param_specs, state_specs),
+        out_specs=(param_specs, state_specs),
+      )(params, grads, state)
+
+    return step
 
 
 def _has_count(state: Any) -> bool:

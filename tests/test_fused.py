@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import PartitionSpec as P
 
 import optaxdecay as od
 
@@ -171,6 +172,33 @@ def test_step_under_jit_accepts_nested_structures():
   a = _run(jax.jit(opt.step), opt.init(params), params, 2)[-1]
   b = _run(_optax_step(tx), tx.init(params), params, 2)[-1]
   chex.assert_trees_all_equal(a, b)
+
+
+def test_sharded_step_on_one_device_equals_step():
+  """The multi-device case (no collectives, 8 devices) is in test_sharding.py."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("x",))
+  params = _params()
+  specs = jax.tree.map(lambda p: P("x"), params)
+  specs["Dense_1"]["kernel"] = P(None, "x")
+  opt = od.fused_adamw(
+    optax.linear_schedule(1e-2, 1e-3, 5), weight_decay=0.1, mask=od.bias_mask, chunk_size=CHUNK
+  )
+  a = _run(jax.jit(opt.sharded_step(mesh, specs)), opt.init(params), params, 3)
+  b = _run(jax.jit(opt.step), opt.init(params), params, 3)
+  chex.assert_trees_all_equal(a, b)
+
+
+def test_sharded_step_rejects_a_non_mesh():
+  opt = od.fused_adamw(1e-3)
+  with pytest.raises(TypeError, match=r"fused_adamw\(...\).sharded_step: `mesh`"):
+    opt.sharded_step(jax.devices(), {"w": P()})
+
+
+def test_sharded_step_rejects_non_partitionspec_specs():
+  opt = od.fused_adamw(1e-3)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("x",))
+  with pytest.raises(TypeError, match=r"sharded_step: every leaf of `param_specs`"):
+    opt.sharded_step(mesh, {"w": ("x",), "b": "x"})
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,11 @@ def test_fused_adamw_on_sharded_params_is_correct(results):
   assert "bit-identical" in _assert_ok(results, "fused_adamw(sharded)")
 
 
+def test_fused_adamw_sharded_step_has_no_collectives_and_matches_one_device(results):
+  """The remedy for the test above: shard_map the fused step, one shard per device."""
+  assert "no collectives" in _assert_ok(results, "fused_adamw(sharded_step)")
+
+
 @pytest.mark.parametrize(
   "tx",
   [
