@@ -21,6 +21,7 @@ import optax
 from jax.sharding import PartitionSpec
 
 from optaxdecay import _hparams, _tree
+from optaxdecay.l2 import _add_l2, add_l2_to_grad
 
 _NAME = "fused_adamw"
 
@@ -36,7 +37,9 @@ class FusedAdamW(NamedTuple):
     init: ``params -> state``; exactly ``optax.adamw(...).init``, so the state
       has ``optax.adamw``'s structure, size and checkpoints.
     update: ``(grads, state, params) -> (updates, state)``; exactly
-      ``optax.adamw(...).update``: the composable path, for ``optax.chain``,
+      ``optax.adamw(...).update`` (with ``l2``: that of
+      ``chain(add_l2_to_grad(l2, mask=mask), optax.adamw(...))``, on
+      ``optax.adamw``'s state): the composable path, for ``optax.chain``,
       ``optax.MultiSteps`` or code that calls ``optax.apply_updates`` itself.
     step: ``(params, grads, state) -> (new_params, new_state)``; the fused
       path, bit-identical to ``update`` followed by ``optax.apply_updates``.
@@ -138,6 +141,7 @@ def fused_adamw(
   weight_decay: optax.ScalarOrSchedule = 1e-4,
   *,
   mask: _tree.MaskArg = None,
+  l2: optax.ScalarOrSchedule = 0.0,
   chunk_size: int = 32768,
   exact: bool = True,
 ) -> FusedAdamW:
@@ -160,8 +164,23 @@ def fused_adamw(
   weight_decay, lr)))`` up to rounding (there the decay is not folded into the
   learning-rate product).
 
-  ``init`` and ``update`` *are* ``optax.adamw(...)``'s. ``step(params, grads,
-  state)`` returns the new params and state **bit-identical** to
+  With ``l2`` > 0, the L2 penalty's gradient is first added to the gradient,
+  :math:`g_t \leftarrow g_t + \lambda^{L2}_t w_{t-1}` (on the leaves selected
+  by ``mask``), so the step is ``optax.chain(od.add_l2_to_grad(l2, mask=mask),
+  optax.adamw(...))``: Adam *with L2 regularization*, the coupled penalty that
+  Adam rescales (see ``docs/theory.md``). With ``weight_decay=0`` that is
+  PyTorch's ``torch.optim.Adam(weight_decay=l2)``. In a chain, ``g + l2*w``
+  costs 2 extra words of memory traffic per parameter on XLA:CPU (XLA
+  recomputes it in both moment loops); in the fused loop ``w``'s chunk is in
+  cache already, so it reads nothing more from memory, but the added cache
+  reads and arithmetic still cost time (measured in
+  ``benchmarks/step_overhead.py``). ``step`` is then bit-identical to the
+  chain for a constant ``l2`` and equal up to float rounding for a scheduled
+  one (XLA contracts the arithmetic into fused multiply-adds differently
+  inside the loop; tested).
+
+  ``init`` and (without ``l2``) ``update`` *are* ``optax.adamw(...)``'s.
+  ``step(params, grads, state)`` returns the new params and state **bit-identical** to
   ``update`` + ``optax.apply_updates``, but each leaf with at least
   ``chunk_size`` elements is processed ``chunk_size`` elements at a time in a
   ``lax.fori_loop`` (smaller leaves go through ordinary XLA fusions): the
@@ -202,9 +221,13 @@ def fused_adamw(
     eps_root: :math:`\epsilon_{root} \ge 0`, added inside the square root.
     weight_decay: :math:`\lambda \ge 0` (multiplied by the learning rate, as
       in ``optax.adamw``): a float or a schedule.
-    mask: which leaves are decayed, as in ``optax.adamw``: ``None`` (all), a
-      pytree of bools or a callable ``params -> pytree of bools`` such as
-      :func:`bias_mask`.
+    mask: which leaves are decayed (and L2-penalized, with ``l2``), as in
+      ``optax.adamw``: ``None`` (all), a pytree of bools or a callable
+      ``params -> pytree of bools`` such as :func:`bias_mask`.
+    l2: :math:`\lambda^{L2} \ge 0`, the coefficient of the L2 penalty added to
+      the gradient, as in :func:`add_l2_to_grad` (default 0: none): a float
+      or a schedule, evaluated on Adam's step count (0 on the first update,
+      as ``add_l2_to_grad``'s own count would be).
     chunk_size: elements per loop iteration (a positive int). The four chunks
       of ``p, g, mu, nu`` should fit in the per-core L2 cache; the default
       (128 KiB per float32 chunk) does on current x86 server cores.
@@ -216,9 +239,9 @@ def fused_adamw(
 
   Raises:
     ValueError: a hyperparameter is out of range (negative or non-finite
-      ``learning_rate``/``weight_decay``/``eps``/``eps_root``, ``b1`` or
-      ``b2`` outside ``[0, 1)``, ``chunk_size < 1``); ``mask`` does not match
-      the params.
+      ``learning_rate``/``weight_decay``/``l2``/``eps``/``eps_root``, ``b1``
+      or ``b2`` outside ``[0, 1)``, ``chunk_size < 1``); ``mask`` does not
+      match the params; ``update`` with ``l2`` is called without ``params``.
     TypeError: a hyperparameter has the wrong type.
 
   Example:
@@ -241,6 +264,7 @@ def fused_adamw(
   """
   _hparams.check_scalar_or_schedule(learning_rate, transform=_NAME, arg="learning_rate")
   _hparams.check_scalar_or_schedule(weight_decay, transform=_NAME, arg="weight_decay")
+  _hparams.check_scalar_or_schedule(l2, transform=_NAME, arg="l2")
   for arg, value in (("b1", b1), ("b2", b2)):
     _hparams.check_number(value, fn=_NAME, arg=arg, high=1.0)
   for arg, value in (("eps", eps), ("eps_root", eps_root)):
@@ -255,6 +279,26 @@ def fused_adamw(
   tx = optax.adamw(
     learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mask=mask
   )
+  skip_l2 = _hparams.is_static_zero(l2)
+  l2_tx = add_l2_to_grad(l2, mask=mask)
+
+  def l2_at(adam_count: jax.Array) -> Any:
+    """The L2 coefficient at the step whose Adam count (before the update) is given."""
+    return l2(adam_count) if callable(l2) else l2
+
+  def update(
+    grads: optax.Updates, state: optax.OptState, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.OptState]:
+    # chain(add_l2_to_grad(l2, mask), adamw), keeping adamw's state: the L2
+    # schedule's count is Adam's, which counts the same updates.
+    if params is None:
+      raise ValueError(
+        f"{_NAME}: `update` with `l2` needs `params` (the current weights): call "
+        "`update(grads, state, params)`."
+      )
+    l2_state = _hparams.ScheduleState(count=state[0].count) if callable(l2) else optax.EmptyState()
+    grads, _ = l2_tx.update(grads, l2_state, params)
+    return tx.update(grads, state, params)
 
   def step(
     params: optax.Params, grads: optax.Updates, state: optax.OptState
@@ -316,6 +360,14 @@ def fused_adamw(
 
     new_param = exact_param if exact else fast_param
 
+    l2_t = l2_at(adam_state.count)
+
+    def penalized(g, p, decayed):
+      # add_l2_to_grad's expression, on the leaves it would penalize.
+      if decayed and not skip_l2:
+        return _add_l2(g, p, l2_t).astype(g.dtype)
+      return g
+
     def update_range(p, g, m, v, start, size, decayed):
       # mu and nu are written first and read back, so that no fusion reads
       # the old mu/nu after it was overwritten in place (which would force
@@ -326,7 +378,7 @@ def fused_adamw(
       def put(a, x):
         return jax.lax.dynamic_update_slice_in_dim(a, x, start, 0)
 
-      m_new, v_new = moments(piece(g), piece(m), piece(v))
+      m_new, v_new = moments(penalized(piece(g), piece(p), decayed), piece(m), piece(v))
       m = put(m, m_new)
       v = put(v, v_new)
       p = put(p, new_param(piece(p), piece(m), piece(v), decayed))
@@ -336,7 +388,7 @@ def fused_adamw(
       n = p.size
       n_chunks = n // chunk_size
       if n_chunks == 0:
-        m, v = moments(g, m, v)
+        m, v = moments(penalized(g, p, decayed), m, v)
         return new_param(p, m, v, decayed), m, v
       shape = p.shape
       p, g, m, v = (x.reshape(-1) for x in (p, g, m, v))
@@ -370,4 +422,4 @@ def fused_adamw(
     )
     return new_params, new_state
 
-  return FusedAdamW(tx.init, tx.update, step)
+  return FusedAdamW(tx.init, tx.update if skip_l2 else update, step)
