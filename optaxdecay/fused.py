@@ -199,15 +199,17 @@ def fused_adamw(
   the same update up to float rounding (tested to ``rtol=1e-5`` against
   ``optax.adamw``) and cheaper when the step is compute-bound.
 
-  When to use it: XLA:CPU runs the loop on one thread, so it pays off when the
-  process effectively has one core (pinned with ``taskset``, one process per
-  core, an oversubscribed machine) and the optimizer step is a noticeable part
-  of the step time: measured 1.04-1.28x faster than the composable step there.
-  On an idle multi-core CPU the composable step is faster (its loops use every
-  core); see ``docs/benchmarks.md``. Not for sharded parameters: slicing a
-  sharded leaf chunk by chunk makes XLA all-gather it, while the composable
-  chain needs no communication. On GPU/TPU (not measured here) XLA's
-  multi-output fusion should already fuse the composable step.
+  When to use it (measured in ``docs/benchmarks.md``): XLA:CPU runs the loop
+  on one thread, so ``step`` pays off when the process effectively has one
+  core (pinned with ``taskset``, one process per core, an oversubscribed
+  machine) and the optimizer step is a noticeable part of the step time:
+  1.03-1.29x faster than the composable step there. On a multi-core CPU with
+  few large leaves, give JAX one CPU device per core and use
+  :meth:`FusedAdamW.sharded_step`; with many medium leaves, or on an idle
+  multi-core CPU without that setup, the composable step is faster (its loops
+  use every core). On FSDP-sharded parameters use ``sharded_step``: plain
+  ``step`` makes XLA all-gather each sharded leaf. On GPU/TPU (not measured
+  here) XLA's multi-output fusion should already fuse the composable step.
 
   Bit-identity is tested on CPU with the XLA of the JAX version this release
   was tested with; XLA's algebraic simplifier, which can round the same
