@@ -55,7 +55,27 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--quick", action="store_true", help="a short run (a few rounds)")
   p.add_argument("--rounds", type=int, default=None, help="timed rounds per candidate")
+  p.add_argument(
+    "--smoke",
+    action="store_true",
+    help="tiny sizes, 1 round: only checks that the script runs (tests/test_benchmarks.py);\n"
+    "its numbers mean nothing",
+  )
   return p
+
+
+def rounds_for(args: argparse.Namespace, quick: int, full: int) -> int:
+  """Timed rounds: ``--rounds`` if given, else 1 (``--smoke``), ``quick`` or ``full``."""
+  if args.rounds:
+    return args.rounds
+  return 1 if args.smoke else quick if args.quick else full
+
+
+def layouts(smoke: bool = False) -> list[tuple[str, dict]]:
+  """The two parameter layouts every script measures: ``[(label, params)]``."""
+  if smoke:
+    return [("one big leaf", one_leaf(2048 * 16)), ("4 kernels + 4 biases", many_leaves(4, 16, 32))]
+  return [("one big leaf", one_leaf()), ("64 kernels + 64 biases", many_leaves())]
 
 
 def one_leaf(n: int = 2048 * 4096, dtype: Any = jnp.float32) -> dict:

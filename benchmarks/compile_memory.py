@@ -25,14 +25,15 @@ from _common import (
   WORD,
   compile_step,
   grads_like,
+  layouts,
   load,
   machine,
   many_leaves,
   n_params,
-  one_leaf,
   optax_step,
   parser,
   peak_bytes,
+  rounds_for,
   table,
 )
 
@@ -71,8 +72,8 @@ def time_compile(make_tx, params, grads) -> tuple[float, float]:
   return t1 - t0, t2 - t1
 
 
-def compile_section(rounds: int) -> None:
-  params = many_leaves(layers=500, fan_in=16, fan_out=16)
+def compile_section(rounds: int, layers: int = 500) -> None:
+  params = many_leaves(layers=layers, fan_in=16, fan_out=16)
   grads = grads_like(params)
   cands = compile_candidates()
   lower_t = {k: [] for k in cands}
@@ -155,12 +156,12 @@ def memory_section(label: str, params) -> None:
 
 def main() -> None:
   args = parser(__doc__).parse_args()
-  rounds = args.rounds or (1 if args.quick else 2)
+  rounds = rounds_for(args, quick=1, full=2)
   print("# compile_memory")
   print("machine:", machine())
-  memory_section("one big leaf", one_leaf())
-  memory_section("64 kernels + 64 biases", many_leaves())
-  compile_section(rounds)
+  for label, params in layouts(args.smoke):
+    memory_section(label, params)
+  compile_section(rounds, layers=10 if args.smoke else 500)
   print("\nload average at end:", load())
 
 

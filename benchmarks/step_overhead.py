@@ -29,15 +29,15 @@ from _common import (
   compile_step,
   grads_like,
   interleave,
+  layouts,
   load,
   machine,
-  many_leaves,
   median_ratio,
   ms,
   n_params,
-  one_leaf,
   optax_step,
   parser,
+  rounds_for,
   table,
 )
 
@@ -183,18 +183,19 @@ def fused_layout(label: str, params, rounds: int) -> None:
 
 def main() -> None:
   args = parser(__doc__).parse_args()
-  rounds = args.rounds or (10 if args.quick else 60)
+  rounds = rounds_for(args, quick=10, full=60)
   print("# step_overhead")
   print("machine:", machine())
   print("ratio = median over rounds of (candidate time / bare optimizer time), same round")
-  run_layout("one big leaf", one_leaf(), rounds)
-  run_layout("64 kernels + 64 biases", many_leaves(), rounds)
+  shapes = layouts(args.smoke)
+  for label, params in shapes:
+    run_layout(label, params, rounds)
   print("\nThe fused loop keeps each chunk in cache, so XLA's per-step byte count does not")
   print("apply (it counts a loop body once); these candidates are compared by time only.")
-  fused_layout("one big leaf", one_leaf(), rounds)
-  fused_layout("64 kernels + 64 biases", many_leaves(), rounds)
+  for label, params in shapes:
+    fused_layout(label, params, rounds)
   print("\n## L2 before Adam, written differently (one big leaf; XLA bytes only)")
-  p = one_leaf()
+  p = shapes[0][1]
   print(table(formulations(p, grads_like(p)), ["formulation", "words/param (XLA)"]))
   print("\nload average at end:", load())
 

@@ -45,15 +45,15 @@ from _common import (
   compile_step,
   grads_like,
   interleave,
+  layouts,
   load,
   machine,
-  many_leaves,
   median_ratio,
   ms,
   n_params,
-  one_leaf,
   optax_step,
   parser,
+  rounds_for,
   table,
 )
 from jax.sharding import Mesh, NamedSharding
@@ -212,7 +212,7 @@ def main() -> None:
   except ImportError:
     print("vs_torch: needs torch (pip install torch); skipped.")
     sys.exit(0)
-  rounds = args.rounds or (10 if args.quick else 60)
+  rounds = rounds_for(args, quick=10, full=60)
   print("# vs_torch")
   print("machine:", machine())
   print(
@@ -222,8 +222,8 @@ def main() -> None:
   print("fraction = (7 words x 4 B x params / median time) / best in-place probe bandwidth")
   print("words/param (XLA) is nan for fused_adamw: cost_analysis does not multiply a loop")
   print("body by its trip count; by construction it reads p, g, m, v and writes p, m, v once.")
-  run_layout(torch, "one big leaf", one_leaf(), rounds)
-  run_layout(torch, "64 kernels + 64 biases", many_leaves(), rounds)
+  for label, params in layouts(args.smoke):
+    run_layout(torch, label, params, rounds)
   print("\nload average at end:", load())
 
 

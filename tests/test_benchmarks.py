@@ -1,0 +1,63 @@
+"""The benchmark scripts run end to end (``--smoke``: tiny sizes, one round).
+
+Their figures are recorded in docs/benchmarks.md from full runs; this only
+keeps the scripts from rotting. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script: str) -> str:
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run(
+    [sys.executable, str(BENCH / script), "--smoke"],
+    capture_output=True,
+    text=True,
+    cwd=BENCH,
+    env=env,
+    timeout=600,
+    check=False,
+  )
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_step_overhead_runs():
+  out = _run("step_overhead.py")
+  for expected in (
+    "## one big leaf",
+    "chain(adam, decoupled_weight_decay)",
+    "chain(add_l2_to_grad, adam)",
+    "## fused path",
+    "fused Adam + L2",
+    "## L2 before Adam, written differently",
+  ):
+    assert expected in out, expected
+
+
+@pytest.mark.skipif(
+  importlib.util.find_spec("torch") is None,
+  reason="vs_torch.py needs PyTorch: pip install -e '.[compat]' (CI installs torch==2.13.0)",
+)
+def test_vs_torch_runs():
+  out = _run("vs_torch.py")
+  for expected in ("torch AdamW(fused=True)", "od.fused_adamw(exact=True).step", "in-place"):
+    assert expected in out, expected
+  if len(os.sched_getaffinity(0)) > 1:  # one JAX CPU device per core
+    assert "sharded_step" in out
+
+
+def test_compile_memory_runs():
+  out = _run("compile_memory.py")
+  for expected in ("## memory_analysis", "## compile time", "od.fused_adamw(...).step"):
+    assert expected in out, expected
