@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from _common import (
   WORD,
@@ -181,6 +182,45 @@ def fused_layout(label: str, params, rounds: int) -> None:
   print(table(rows, ["step", "median ms", "ratio to fused Adam"]))
 
 
+def small_leaves(rounds: int, smoke: bool = False) -> None:
+  """Per-leaf dispatch: the same 32,768 params as one leaf and as 64 leaves of 512."""
+  n_leaves, size = (4, 64) if smoke else (64, 512)
+  rng = np.random.default_rng(0)
+  one = {"w": jnp.asarray(rng.standard_normal(n_leaves * size, dtype=np.float32))}
+  many = {
+    f"w{i}": jnp.asarray(rng.standard_normal(size, dtype=np.float32)) for i in range(n_leaves)
+  }
+  fused = od.fused_adamw(LR, weight_decay=WD)
+  txs = {
+    "adam": optax.adam(LR),
+    "chain(adam, decoupled_weight_decay)": optax.chain(
+      optax.adam(LR), od.decoupled_weight_decay(RATE)
+    ),
+    "chain(add_l2_to_grad, adam)": optax.chain(od.add_l2_to_grad(L2), optax.adam(LR)),
+  }
+  runners = {}
+  for label, params in (("1 leaf", one), (f"{n_leaves} leaves", many)):
+    grads = grads_like(params)
+    for name, tx in txs.items():
+      state = tx.init(params)
+      c = compile_step(optax_step(tx), params, state, grads)
+      runners[f"{name} | {label}"] = Runner(c, params, state, grads)
+    state = fused.init(params)
+    c = compile_step(lambda p, s, g: fused.step(p, g, s), params, state, grads)
+    runners[f"od.fused_adamw(...).step | {label}"] = Runner(c, params, state, grads)
+  times = interleave(runners, rounds)
+  rows = []
+  for name in [*txs, "od.fused_adamw(...).step"]:
+    one_ms = ms(times, f"{name} | 1 leaf")
+    many_ms = ms(times, f"{name} | {n_leaves} leaves")
+    rows.append([name, one_ms, many_ms, 1e3 * (many_ms - one_ms) / (n_leaves - 1)])
+  print(
+    f"\n## small leaves: {n_leaves * size:,} float32 params as 1 leaf and as {n_leaves} "
+    f"leaves of {size}, {rounds} rounds"
+  )
+  print(table(rows, ["step", "1 leaf: ms", f"{n_leaves} leaves: ms", "extra us per leaf"]))
+
+
 def main() -> None:
   args = parser(__doc__).parse_args()
   rounds = rounds_for(args, quick=10, full=60)
@@ -194,6 +234,7 @@ def main() -> None:
   print("apply (it counts a loop body once); these candidates are compared by time only.")
   for label, params in shapes:
     fused_layout(label, params, rounds)
+  small_leaves(rounds, args.smoke)
   print("\n## L2 before Adam, written differently (one big leaf; XLA bytes only)")
   p = shapes[0][1]
   print(table(formulations(p, grads_like(p)), ["formulation", "words/param (XLA)"]))

@@ -40,6 +40,7 @@ def test_step_overhead_runs():
     "chain(add_l2_to_grad, adam)",
     "## fused path",
     "fused Adam + L2",
+    "## small leaves",
     "## L2 before Adam, written differently",
   ):
     assert expected in out, expected
