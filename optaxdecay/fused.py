@@ -12,6 +12,7 @@ cache between the three updates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -80,6 +81,10 @@ class FusedAdamW(NamedTuple):
     Raises:
       TypeError: ``mesh`` is not a ``jax.sharding.Mesh`` or a leaf of
         ``param_specs`` is not a ``PartitionSpec``.
+      ValueError (when the step is called): ``param_specs`` does not have the
+        params' structure, or a spec has more entries than its leaf has
+        dimensions, names an axis the mesh lacks, or splits a dimension into
+        unequal shards.
     """
     where = f"{_NAME}(...).sharded_step"
     if not isinstance(mesh, jax.sharding.Mesh):
@@ -95,6 +100,7 @@ class FusedAdamW(NamedTuple):
     def step(
       params: optax.Params, grads: optax.Updates, state: optax.OptState
     ) -> tuple[optax.Params, optax.OptState]:
+      _check_specs(params, param_specs, mesh, where)
       _, decay_state, lr_state = state
       state_specs = (
         optax.ScaleByAdamState(count=PartitionSpec(), mu=param_specs, nu=param_specs),
@@ -109,6 +115,40 @@ class FusedAdamW(NamedTuple):
       )(params, grads, state)
 
     return step
+
+
+def _check_specs(params: Any, param_specs: Any, mesh: jax.sharding.Mesh, where: str) -> None:
+  """``param_specs`` matches ``params`` and splits every leaf into equal shards."""
+  p_def = jax.tree.structure(params)
+  s_def = jax.tree.structure(param_specs)
+  if p_def != s_def:
+    raise ValueError(
+      f"{where}: `param_specs` must have the params' structure, one PartitionSpec per "
+      f"leaf; got\n  params:      {p_def}\n  param_specs: {s_def}"
+    )
+  for (path, p), spec in zip(
+    jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(param_specs), strict=True
+  ):
+    if len(spec) > p.ndim:
+      raise ValueError(
+        f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} has more entries "
+        f"than the leaf has dimensions (shape {p.shape})."
+      )
+    for dim, axes in enumerate(spec):
+      names = () if axes is None else axes if isinstance(axes, tuple) else (axes,)
+      unknown = [a for a in names if a not in mesh.shape]
+      if unknown:
+        raise ValueError(
+          f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} names mesh axes "
+          f"{unknown} that the mesh (axes {tuple(mesh.shape)}) does not have."
+        )
+      ways = math.prod(mesh.shape[a] for a in names)
+      if p.shape[dim] % ways:
+        raise ValueError(
+          f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} splits dimension "
+          f"{dim} of shape {p.shape} {ways} ways, which does not divide it; shard another "
+          "dimension or leave this leaf replicated (PartitionSpec())."
+        )
 
 
 def _has_count(state: Any) -> bool:

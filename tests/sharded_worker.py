@@ -467,6 +467,16 @@ def _fused_sharded() -> str:
     p1, s1 = ref_step(p1, single(g_host), s1)
     hp = jax.tree.map(np.asarray, params)
     assert_trees_equal((params, state), (p1, s1), f"sharded_step, update {t} ")
+  # A spec that does not divide its dimension is refused, naming the leaf.
+  bad = {"w": P("fsdp")}
+  try:
+    opt.sharded_step(m, bad)({"w": np.ones(6, np.float32)}, {"w": np.ones(6, np.float32)}, None)
+  except ValueError as e:
+    expected = r"`param_specs`\['w'\] = .* splits dimension 0 of shape \(6,\) 4 ways"
+    if not re.search(expected, str(e)):
+      raise AssertionError(f"unexpected message: {e}") from e
+  else:
+    raise AssertionError("a 4-way split of 6 elements was accepted")
   return "no collectives; shardings kept; bit-identical to 1 device over 3 updates"
 
 

@@ -283,6 +283,25 @@ def test_sharded_step_rejects_non_partitionspec_specs():
 
 
 @pytest.mark.parametrize(
+  ("specs", "match"),
+  [
+    ({"w": P("x")}, r"must have the params' structure"),
+    ({"w": P("x"), "b": P(None, "x")}, r"\['b'\] = .*None, 'x'.* has more entries"),
+    ({"w": P("y"), "b": P()}, r"\['w'\] = .*'y'.* names mesh axes \['y'\]"),
+  ],
+  ids=["structure", "rank", "axis"],
+)
+def test_sharded_step_rejects_specs_that_do_not_fit(specs, match):
+  """(A spec that does not divide its dimension is checked on 8 devices in test_sharding.py.)"""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("x",))
+  opt = od.fused_adamw(1e-3)
+  params = {"w": jnp.ones(4), "b": jnp.ones(3)}
+  step = opt.sharded_step(mesh, specs)
+  with pytest.raises(ValueError, match=r"fused_adamw\(...\).sharded_step: .*" + match):
+    step(params, params, opt.init(params))
+
+
+@pytest.mark.parametrize(
   ("kwargs", "arg"),
   [
     (dict(learning_rate=-1e-3), "learning_rate"),
