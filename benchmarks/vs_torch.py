@@ -18,8 +18,10 @@ achieves, counting 7 words per parameter.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 
 # PyTorch's OpenMP threads otherwise keep spinning after each kernel and slow
 # down whatever runs next in this process (here: the JAX candidates). Must be
@@ -110,6 +112,31 @@ def bandwidth_probes(torch, n: int) -> tuple[dict, dict]:
   return fns, nbytes
 
 
+ONE_PASS = "jax one fusion: p = f(p, g, m, v) (donated)"
+
+
+def one_pass_probe(n: int) -> Callable[[], None]:
+  """XLA's own single fusion that reads 4 arrays and writes 1: Adam's parameter update alone.
+
+  The composable step cannot be one pass on XLA:CPU, but this shows how fast
+  XLA streams AdamW's arrays when it *does* emit one loop: an AdamW step moving
+  its 7 words at this rate is the best an XLA-generated kernel could hope for.
+  """
+  p, g, m, v = (jnp.ones(n, jnp.float32) for _ in range(4))
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def update(p, g, m, v):
+    return p * 0.9999 - 1e-3 * (0.9 * m + 0.1 * g) / (jnp.sqrt(0.999 * v + 1e-3 * g * g) + 1e-8)
+
+  box = {"p": p}
+
+  def run() -> None:
+    box["p"] = update(box["p"], g, m, v)
+    box["p"].block_until_ready()
+
+  return run
+
+
 def sharded_runner(fused: od.FusedAdamW, params, grads) -> Runner:
   """``fused.sharded_step`` with every leaf split along its first axis over all devices."""
   mesh = Mesh(np.array(jax.devices()), ("cores",))
@@ -162,13 +189,14 @@ def run_layout(torch, label: str, params, rounds: int) -> None:
   runners.update(torch_candidates(torch, params, grads))
   probes, probe_bytes = bandwidth_probes(torch, n)
   runners.update(probes)
+  runners[ONE_PASS] = one_pass_probe(n)
   times = interleave(runners, rounds)
   bw = {k: probe_bytes[k] / (ms(times, k) / 1e3) for k in probes}
   best_bw = max(bw.values())
   base = "torch AdamW(fused=True)"
   rows = []
   for name in runners:
-    if name in probes:
+    if name in probes or name == ONE_PASS:
       continue
     achieved = ADAMW_WORDS * WORD * n / (ms(times, name) / 1e3)
     rows.append(
@@ -202,6 +230,13 @@ def run_layout(torch, label: str, params, rounds: int) -> None:
       [[k, ms(times, k), bw[k] / 1e9] for k in probes],
       ["in-place bandwidth probe", "median ms", "GB/s"],
     )
+  )
+  one_pass_bw = 5 * n * WORD / (ms(times, ONE_PASS) / 1e3)
+  ideal_ms = 1e3 * ADAMW_WORDS * n * WORD / one_pass_bw
+  print(
+    f"{ONE_PASS}: {ms(times, ONE_PASS):.3f} ms, {one_pass_bw / 1e9:.1f} GB/s (5 words/param). "
+    f"An AdamW step moving its 7 words at that rate: {ideal_ms:.2f} ms = "
+    f"{ideal_ms / ms(times, base):.2f} x torch AdamW(fused=True)'s median."
   )
 
 

@@ -52,7 +52,12 @@ def test_step_overhead_runs():
 )
 def test_vs_torch_runs():
   out = _run("vs_torch.py")
-  for expected in ("torch AdamW(fused=True)", "od.fused_adamw(exact=True).step", "in-place"):
+  for expected in (
+    "torch AdamW(fused=True)",
+    "od.fused_adamw(exact=True).step",
+    "in-place",
+    "An AdamW step moving its 7 words at that rate",
+  ):
     assert expected in out, expected
   if len(os.sched_getaffinity(0)) > 1:  # one JAX CPU device per core
     assert "sharded_step" in out
