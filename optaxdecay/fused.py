@@ -243,7 +243,7 @@ def fused_adamw(
   on one thread, so ``step`` pays off when the process effectively has one
   core (pinned with ``taskset``, one process per core, an oversubscribed
   machine) and the optimizer step is a noticeable part of the step time:
-  1.03-1.29x faster than the composable step there. On a multi-core CPU with
+  1.02-1.29x faster than the composable step there. On a multi-core CPU with
   few large leaves, give JAX one CPU device per core and use
   :meth:`FusedAdamW.sharded_step`; with many medium leaves, or on an idle
   multi-core CPU without that setup, the composable step is faster (its loops
