@@ -46,6 +46,8 @@ class FusedAdamW(NamedTuple):
       path, bit-identical to ``update`` followed by ``optax.apply_updates``.
       Jit it with ``donate_argnums`` for the params and the state so that the
       update happens in place.
+
+  The method :meth:`sharded_step` runs ``step`` shard by shard on a mesh.
   """
 
   init: optax.TransformInitFn
