@@ -142,6 +142,20 @@ def test_update_with_l2_is_the_chains_on_adamws_state(setting):
     params = optax.apply_updates(params, u)
 
 
+def test_inexact_step_with_l2_matches_the_chain_up_to_rounding():
+  kw = L2_SETTINGS["l2-and-decay"]
+  opt = od.fused_adamw(**kw, mask=od.bias_mask, chunk_size=CHUNK, exact=False)
+  chain = _l2_chain(kw, od.bias_mask)
+  fast, ref = jax.jit(opt.step), _optax_step(chain)
+  params = _params()
+  state = chain.init(params)
+  for t in range(8):
+    grads = _grads(params, jnp.float32(t))
+    got = fast(params, grads, state[1])
+    params, state = ref(params, grads, state)
+    chex.assert_trees_all_close(got, (params, state[1]), rtol=1e-6, atol=1e-7)
+
+
 def test_l2_without_decay_is_torch_adam_with_weight_decay():
   """PyTorch's Adam(weight_decay=l2) is L2 in the gradient: od.compat.torch_adam."""
   params = _params()
