@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _subprocess import run_python
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _run(script: str) -> str:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run(
-    [sys.executable, str(BENCH / script), "--smoke"],
-    capture_output=True,
-    text=True,
-    cwd=BENCH,
-    env=env,
-    timeout=600,
-    check=False,
-  )
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return proc.stdout
+  return run_python([BENCH / script, "--smoke"], cwd=BENCH).stdout
 
 
 def test_step_overhead_runs():

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from _subprocess import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -34,19 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-  proc = subprocess.run(
-    [sys.executable, *args],
-    cwd=cwd,
-    env=_env(MPLBACKEND="Agg"),
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert proc.returncode == 0, (
-    f"{args} exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n"
-    f"--- stderr (tail)\n{proc.stderr[-4000:]}"
-  )
-  return proc
+  return run_python(args, cwd=cwd, env=_env(MPLBACKEND="Agg"))
 
 
 # The smoke run of each test below: test name -> command line ({out}: its

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from _subprocess import run_python
 
 import optaxdecay as od
 
@@ -141,15 +142,6 @@ def test_mask_is_still_checked_at_update_after_placeholder_init():
 
 def test_sharded_training_example_smoke():
   example = Path(__file__).resolve().parent.parent / "examples" / "sharded_training.py"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run(
-    [sys.executable, str(example), "--smoke"],
-    capture_output=True,
-    text=True,
-    env=env,
-    timeout=600,
-    check=False,
-  )
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  proc = run_python([example, "--smoke"])
   assert "smoke: OK" in proc.stdout
   assert "8 devices" in proc.stdout
