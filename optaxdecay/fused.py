@@ -87,6 +87,22 @@ class FusedAdamW(NamedTuple):
         params' structure, or a spec has more entries than its leaf has
         dimensions, names an axis the mesh lacks, or splits a dimension into
         unequal shards.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import optaxdecay as od
+      >>> from jax.sharding import Mesh, PartitionSpec as P
+      >>> mesh = Mesh(np.array(jax.devices()[:1]), ('fsdp',))  # all devices, in practice
+      >>> params = {'w': jnp.linspace(-1.0, 1.0, 8), 'bias': jnp.ones(2)}
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> opt = od.fused_adamw(1e-2, weight_decay=0.1, mask=od.bias_mask, chunk_size=4)
+      >>> step = jax.jit(opt.sharded_step(mesh, {'w': P('fsdp'), 'bias': P()}))
+      >>> new_params, _ = step(params, grads, opt.init(params))
+      >>> ref, _ = jax.jit(opt.step)(params, grads, opt.init(params))
+      >>> bool(jnp.all(new_params['w'] == ref['w']))
+      True
     """
     where = f"{_NAME}(...).sharded_step"
     if not isinstance(mesh, jax.sharding.Mesh):
@@ -128,28 +144,27 @@ def _check_specs(params: Any, param_specs: Any, mesh: jax.sharding.Mesh, where: 
       f"{where}: `param_specs` must have the params' structure, one PartitionSpec per "
       f"leaf; got\n  params:      {p_def}\n  param_specs: {s_def}"
     )
-  for (path, p), spec in zip(
-    jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(param_specs), strict=True
-  ):
+  named, _ = _tree.flatten_with_names(params)
+  for (names, p), spec in zip(named, jax.tree.leaves(param_specs), strict=True):
+    at = f"`param_specs` at {_tree.path_str(names)!r} = {spec}"
     if len(spec) > p.ndim:
       raise ValueError(
-        f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} has more entries "
-        f"than the leaf has dimensions (shape {p.shape})."
+        f"{where}: {at} has more entries than the leaf has dimensions (shape {p.shape})."
       )
     for dim, axes in enumerate(spec):
       names = () if axes is None else axes if isinstance(axes, tuple) else (axes,)
       unknown = [a for a in names if a not in mesh.shape]
       if unknown:
         raise ValueError(
-          f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} names mesh axes "
-          f"{unknown} that the mesh (axes {tuple(mesh.shape)}) does not have."
+          f"{where}: {at} names mesh axes {unknown} that the mesh (axes "
+          f"{tuple(mesh.shape)}) does not have."
         )
       ways = math.prod(mesh.shape[a] for a in names)
       if p.shape[dim] % ways:
         raise ValueError(
-          f"{where}: `param_specs`{jax.tree_util.keystr(path)} = {spec} splits dimension "
-          f"{dim} of shape {p.shape} {ways} ways, which does not divide it; shard another "
-          "dimension or leave this leaf replicated (PartitionSpec())."
+          f"{where}: {at} splits dimension {dim} of shape {p.shape} {ways} ways, which "
+          "does not divide it; shard another dimension or leave this leaf replicated "
+          "(PartitionSpec())."
         )
 
 
@@ -326,10 +341,6 @@ def fused_adamw(
   skip_l2 = _hparams.is_static_zero(l2)
   l2_tx = add_l2_to_grad(l2, mask=mask)
 
-  def l2_at(adam_count: jax.Array) -> Any:
-    """The L2 coefficient at the step whose Adam count (before the update) is given."""
-    return l2(adam_count) if callable(l2) else l2
-
   def update(
     grads: optax.Updates, state: optax.OptState, params: optax.Params | None = None
   ) -> tuple[optax.Updates, optax.OptState]:
@@ -404,7 +415,8 @@ def fused_adamw(
 
     new_param = exact_param if exact else fast_param
 
-    l2_t = l2_at(adam_state.count)
+    # The L2 schedule runs on Adam's count (before this update), as in update().
+    l2_t = l2(adam_state.count) if callable(l2) else l2
 
     def penalized(g, p, decayed):
       # add_l2_to_grad's expression, on the leaves it would penalize.

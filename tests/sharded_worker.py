@@ -472,7 +472,7 @@ def _fused_sharded() -> str:
   try:
     opt.sharded_step(m, bad)({"w": np.ones(6, np.float32)}, {"w": np.ones(6, np.float32)}, None)
   except ValueError as e:
-    expected = r"`param_specs`\['w'\] = .* splits dimension 0 of shape \(6,\) 4 ways"
+    expected = r"`param_specs` at 'w' = .* splits dimension 0 of shape \(6,\) 4 ways"
     if not re.search(expected, str(e)):
       raise AssertionError(f"unexpected message: {e}") from e
   else:

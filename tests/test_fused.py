@@ -300,8 +300,8 @@ def test_sharded_step_rejects_non_partitionspec_specs():
   ("specs", "match"),
   [
     ({"w": P("x")}, r"must have the params' structure"),
-    ({"w": P("x"), "b": P(None, "x")}, r"\['b'\] = .*None, 'x'.* has more entries"),
-    ({"w": P("y"), "b": P()}, r"\['w'\] = .*'y'.* names mesh axes \['y'\]"),
+    ({"w": P("x"), "b": P(None, "x")}, r"`param_specs` at 'b' = .*None, 'x'.* has more entries"),
+    ({"w": P("y"), "b": P()}, r"`param_specs` at 'w' = .*'y'.* names mesh axes \['y'\]"),
   ],
   ids=["structure", "rank", "axis"],
 )
