@@ -2,8 +2,9 @@
 
 Composable Optax transforms: :func:`add_l2_to_grad` (an L2 penalty's gradient,
 before the optimizer), :func:`decoupled_weight_decay` (AdamW-style decay, after
-it), masks (:func:`bias_mask`, :func:`decay_mask`) and the conversions between
-the two (:func:`l2_to_decay_rate`, :func:`decay_rate_to_l2`). Decay variants
+it), masks (:func:`bias_mask`, :func:`decay_mask`, :func:`decay_multipliers`) and
+the conversions between the two (:func:`l2_to_decay_rate`,
+:func:`decay_rate_to_l2`); :func:`checked` adds run-time range checks. Decay variants
 (cautious: ``decoupled_weight_decay(..., cautious=True)``,
 :func:`proximal_weight_decay`) and rules that set the decay
 (:func:`corrected_decay_rate`, :func:`normalized_weight_decay`,
@@ -12,22 +13,30 @@ single-pass AdamW step for CPU. Test helpers live in :mod:`optaxdecay.testing`,
 inspection tools in :mod:`optaxdecay.diagnostics`, and exact reproductions of
 PyTorch, Keras, TF-Addons, Composer and the AdamW paper in
 :mod:`optaxdecay.compat`.
+
+Where things live (each public name is re-exported here): ``_transforms``
+(the transforms and their leafwise engine), ``_rates`` (every rule that maps
+hyperparameters to a decay rate), ``_masks`` (mask rules), ``_selection`` (what
+``mask=`` means), ``_tree`` (naming and walking leaves), ``_hparams`` (argument
+checks), ``_checked`` (run-time checks), ``_fused`` (``fused_adamw``); the
+public modules ``testing``, ``diagnostics`` and ``compat`` (framework
+conventions).
 """
 
 from optaxdecay import compat, diagnostics, testing
+from optaxdecay._checked import checked
+from optaxdecay._fused import FusedAdamW, fused_adamw
 from optaxdecay._hparams import ScheduleState
-from optaxdecay.decay import decoupled_weight_decay
-from optaxdecay.fused import FusedAdamW, fused_adamw
-from optaxdecay.l2 import add_l2_to_grad
-from optaxdecay.masks import BIAS_NAMES, bias_mask, decay_mask, leaf_name
-from optaxdecay.reparam import decay_rate_to_l2, l2_to_decay_rate
-from optaxdecay.scaling import (
+from optaxdecay._masks import BIAS_NAMES, bias_mask, decay_mask, decay_multipliers, leaf_name
+from optaxdecay._rates import (
   corrected_decay_rate,
+  decay_rate_to_l2,
+  l2_to_decay_rate,
   normalized_weight_decay,
   rate_from_timescale,
   timescale_from_rate,
 )
-from optaxdecay.variants import proximal_weight_decay
+from optaxdecay._transforms import add_l2_to_grad, decoupled_weight_decay, proximal_weight_decay
 
 __version__ = "0.1.0"
 
@@ -37,9 +46,11 @@ __all__ = [
   "ScheduleState",
   "add_l2_to_grad",
   "bias_mask",
+  "checked",
   "compat",
   "corrected_decay_rate",
   "decay_mask",
+  "decay_multipliers",
   "decay_rate_to_l2",
   "decoupled_weight_decay",
   "diagnostics",

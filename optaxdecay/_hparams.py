@@ -1,9 +1,11 @@
 """Validation and evaluation of ``ScalarOrSchedule`` hyperparameters.
 
-Constants are checked when a transform is built. A traced value (the live
-hyperparameter that ``optax.inject_hyperparams`` passes inside ``jit``) cannot be
-checked then; a schedule is checked at step 0 when it is built, since no
-exception can be raised from inside a compiled step.
+Each public function checks each of its arguments once, here, with its own
+name (``fn``) and the argument's (``arg``) in every message; the builders behind
+it take checked values. Constants are checked when a transform is built. A
+traced value (the live hyperparameter that ``optax.inject_hyperparams`` passes
+inside ``jit``) cannot be checked then, and a schedule is checked at step 0:
+:func:`optaxdecay.checked` adds run-time checks of both under ``jit``.
 """
 
 from __future__ import annotations
@@ -116,48 +118,66 @@ def check_count(value: Any, *, fn: str, arg: str) -> int:
   return int(value)
 
 
+#: Why a decay *rate* must stay below 1; the hint of :func:`check_rate`.
+RATE_HINT = (
+  ": it is the fraction of each weight removed per step, so a value >= 1 "
+  "zeroes or flips the weights. Did you pass an L2 coefficient or a "
+  "learning-rate-free decay? See `optaxdecay.l2_to_decay_rate`"
+)
+
+
 def check_scalar_or_schedule(
   value: Any,
   *,
-  transform: str,
+  fn: str,
   arg: str,
-  upper: float | None = None,
-  allow_zero: bool = True,
+  low_inclusive: bool = True,
+  high: float | None = None,
+  hint: str = "",
 ) -> float | None:
   """Raises if a constant (or a schedule's step-0 value) is out of range.
 
-  The range is ``[0, upper)`` (``(0, upper)`` if not ``allow_zero``); the value
-  must be finite. Returns the constant, or the schedule's value at step 0, as a
-  float (``None`` if traced).
+  The range is ``0 <= value < high`` (``0 < value`` if not ``low_inclusive``;
+  no upper bound if ``high`` is ``None``); the value must be finite. A schedule
+  is called once, at step 0, to check that it returns a scalar in range; its
+  later values are checked only under :func:`optaxdecay.checked`.
+
+  Returns:
+    The constant, or the schedule's value at step 0, as a float (``None`` if
+    traced).
   """
   if isinstance(value, bool) or value is None:
-    raise TypeError(f"{transform}: `{arg}` must be a float or a schedule, got {value!r}.")
+    raise TypeError(f"{fn}: `{arg}` must be a float or a schedule, got {value!r}.")
   where = ""
   if callable(value):
     try:
       value = value(jnp.zeros([], jnp.int32))
     except Exception as e:
       raise TypeError(
-        f"{transform}: `{arg}` is callable, so it is used as a schedule "
+        f"{fn}: `{arg}` is callable, so it is used as a schedule "
         f"`step -> value`, but calling it with step 0 failed: {e!r}"
       ) from e
     where = " (the schedule's value at step 0)"
   try:
     return check_number(
-      value,
-      fn=transform,
-      arg=arg,
-      low_inclusive=allow_zero,
-      high=upper,
-      where=where,
-      hint=": it is the fraction of each weight removed per step, so a value >= 1 "
-      "zeroes or flips the weights. Did you pass an L2 coefficient or a "
-      "learning-rate-free decay? See `optaxdecay.l2_to_decay_rate`",
+      value, fn=fn, arg=arg, low_inclusive=low_inclusive, high=high, where=where, hint=hint
     )
   except TypeError as e:
     raise TypeError(
-      f"{transform}: `{arg}` must be a float or a schedule returning one; got {value!r}{where}."
+      f"{fn}: `{arg}` must be a float or a schedule returning one; got {value!r}{where}."
     ) from e
+
+
+def check_rate(value: Any, *, fn: str, arg: str) -> float | None:
+  """:func:`check_scalar_or_schedule` for a decay rate: ``0 <= value < 1``."""
+  return check_scalar_or_schedule(value, fn=fn, arg=arg, high=1.0, hint=RATE_HINT)
+
+
+def check_bool(value: Any, *, fn: str, arg: str) -> bool:
+  """A Python bool (not a NumPy bool, not an int)."""
+  if not isinstance(value, bool):
+    raise TypeError(f"{fn}: `{arg}` must be a bool, got {value!r}.")
+  return value
 
 
 def init_state(value: Any) -> optax.OptState:

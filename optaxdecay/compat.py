@@ -36,10 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxdecay import _hparams, _tree
-from optaxdecay.decay import decoupled_weight_decay
-from optaxdecay.l2 import add_l2_to_grad
-from optaxdecay.reparam import l2_to_decay_rate
+from optaxdecay import _hparams, _selection
+from optaxdecay._rates import lr_times
+from optaxdecay._transforms import decay_transform, l2_transform
 
 __all__ = [
   "ScaleByKerasAdamState",
@@ -108,11 +107,14 @@ def _initial(fn: str, arg: str, lr: ScalarOrSchedule) -> Any:
 
 
 def _decay(
-  fn: str, what: str, rate: ScalarOrSchedule, mask: _tree.MaskArg
+  fn: str, what: str, rate: ScalarOrSchedule, mask: _selection.MaskArg
 ) -> optax.GradientTransformation:
-  """``decoupled_weight_decay(rate)``, its range errors naming ``fn`` and ``what``."""
-  _hparams.check_scalar_or_schedule(rate, transform=fn, arg=what, upper=1.0)
-  return decoupled_weight_decay(rate, mask=mask)
+  """``decoupled_weight_decay(rate)``, its errors naming ``fn`` and ``what``.
+
+  ``rate`` is built from arguments ``fn`` checked itself; only the product is new here.
+  """
+  _hparams.check_rate(rate, fn=fn, arg=what)
+  return decay_transform(rate, _selection.selection(mask, fn=fn), fn=fn, arg=what)
 
 
 # --------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def torch_sgd(
   weight_decay: float = 0.0,
   nesterov: bool = False,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.SGD``: weight decay is L2 in the gradient, before momentum.
 
@@ -354,14 +356,14 @@ def torch_sgd(
     ``torch/optim/sgd.py`` (``_single_tensor_sgd``), PyTorch 2.x.
   """
   fn = "torch_sgd"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
     raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
   return optax.chain(
-    add_l2_to_grad(weight_decay, mask=mask),
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     scale_by_torch_momentum(momentum, dampening, nesterov),
     optax.scale_by_learning_rate(lr),
   )
@@ -373,7 +375,7 @@ def torch_adam(
   eps: float = 1e-8,
   weight_decay: float = 0.0,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.Adam``: weight decay is L2, passed through the preconditioner.
 
@@ -415,12 +417,12 @@ def torch_adam(
     ``torch/optim/adam.py`` (``_single_tensor_adam``, ``decoupled_weight_decay=False``).
   """
   fn = "torch_adam"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return optax.chain(
-    add_l2_to_grad(weight_decay, mask=mask),
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
   )
@@ -432,7 +434,7 @@ def torch_adamw(
   eps: float = 1e-8,
   weight_decay: float = 1e-2,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.AdamW``: decoupled decay, multiplied by the (scheduled) lr.
 
@@ -476,14 +478,14 @@ def torch_adamw(
     Decay Regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
   """
   fn = "torch_adamw"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
-    _decay(fn, "lr * weight_decay", l2_to_decay_rate(weight_decay, lr), mask),
+    _decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
   )
 
 
@@ -504,7 +506,7 @@ def keras_sgd(
   nesterov: bool = False,
   weight_decay: float | None = None,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.SGD`` (Keras 3): decoupled decay ×lr, lr inside the velocity.
 
@@ -555,13 +557,13 @@ def keras_sgd(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_sgd"
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
   wd = _keras_wd(fn, weight_decay)
   return optax.chain(
     optax.scale_by_learning_rate(learning_rate),
     optax.identity() if _is_zero(momentum) else optax.trace(decay=momentum, nesterov=nesterov),
-    _decay(fn, "learning_rate * weight_decay", l2_to_decay_rate(wd, learning_rate), mask),
+    _decay(fn, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask),
   )
 
 
@@ -572,7 +574,7 @@ def keras_adam(
   epsilon: float = 1e-7,
   weight_decay: float | None = None,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.Adam`` (Keras 3): epsilon hat; ``weight_decay`` is decoupled.
 
@@ -625,9 +627,9 @@ def _keras_adam(
   beta_2: float,
   epsilon: float,
   weight_decay: float | None,
-  mask: _tree.MaskArg,
+  mask: _selection.MaskArg,
 ) -> optax.GradientTransformation:
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   wd = _keras_wd(fn, weight_decay)
   _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
   _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
@@ -635,7 +637,7 @@ def _keras_adam(
   return optax.chain(
     scale_by_keras_adam(beta_1, beta_2, epsilon),
     optax.scale_by_learning_rate(learning_rate),
-    _decay(fn, "learning_rate * weight_decay", l2_to_decay_rate(wd, learning_rate), mask),
+    _decay(fn, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask),
   )
 
 
@@ -646,7 +648,7 @@ def keras_adamw(
   beta_2: float = 0.999,
   epsilon: float = 1e-7,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.AdamW`` (Keras 3): decay ×lr before the step; epsilon hat.
 
@@ -707,7 +709,7 @@ def tfa_adamw(
   beta_2: float = 0.999,
   epsilon: float = 1e-7,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``tfa.optimizers.AdamW``: the decay is **not** multiplied by the learning rate.
 
@@ -754,7 +756,7 @@ def tfa_adamw(
     (``DecoupledWeightDecayExtension``, ``AdamW``); tf.keras (v2) ``Adam``.
   """
   fn = "tfa_adamw"
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
   _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
   _hparams.check_number(epsilon, fn=fn, arg="epsilon")
@@ -771,7 +773,7 @@ def tfa_sgdw(
   momentum: float = 0.0,
   nesterov: bool = False,
   *,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``tfa.optimizers.SGDW``: decay not ×lr; tf.keras momentum (lr inside the velocity).
 
@@ -808,7 +810,7 @@ def tfa_sgdw(
     TF-Addons ``weight_decay_optimizers.py`` (``SGDW``); tf.keras (v2) ``SGD``.
   """
   fn = "tfa_sgdw"
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   return optax.chain(
     optax.scale_by_learning_rate(learning_rate),
@@ -844,7 +846,7 @@ def composer_sgdw(
   nesterov: bool = False,
   *,
   initial_lr: float | None = None,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""Composer's ``DecoupledSGDW``: decay :math:`(\eta_t/\eta_0)\lambda`, PyTorch momentum.
 
@@ -892,7 +894,7 @@ def composer_sgdw(
     (``DecoupledSGDW.sgdw``).
   """
   fn = "composer_sgdw"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
   if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
@@ -912,7 +914,7 @@ def composer_adamw(
   weight_decay: float = 1e-5,
   *,
   initial_lr: float | None = None,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""Composer's ``DecoupledAdamW``: decay :math:`(\eta_t/\eta_0)\lambda`.
 
@@ -957,7 +959,7 @@ def composer_adamw(
     (``DecoupledAdamW.adamw``).
   """
   fn = "composer_adamw"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = _check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
@@ -980,7 +982,7 @@ def paper_adamw(
   b1: float = 0.9,
   b2: float = 0.999,
   eps: float = 1e-8,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""AdamW as in Loshchilov & Hutter, Algorithm 2: decay :math:`\eta_t\lambda`, not ×α.
 
@@ -1026,7 +1028,7 @@ def paper_adamw(
   fn = "paper_adamw"
   _hparams.check_number(alpha, fn=fn, arg="alpha")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, fn=fn, arg="schedule_multiplier")
   _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
   _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
   _hparams.check_number(eps, fn=fn, arg="eps")
@@ -1036,7 +1038,7 @@ def paper_adamw(
     _decay(
       fn,
       "schedule_multiplier * weight_decay",
-      l2_to_decay_rate(weight_decay, schedule_multiplier),
+      lr_times(weight_decay, schedule_multiplier),
       mask,
     ),
   )
@@ -1048,7 +1050,7 @@ def paper_sgdw(
   *,
   weight_decay: float,
   schedule_multiplier: ScalarOrSchedule = 1.0,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""SGDW as in Loshchilov & Hutter, Algorithm 1: lr inside the momentum, decay ×η_t.
 
@@ -1091,14 +1093,14 @@ def paper_sgdw(
   _hparams.check_number(alpha, fn=fn, arg="alpha")
   _hparams.check_number(b1, fn=fn, arg="b1")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, fn=fn, arg="schedule_multiplier")
   return optax.chain(
     optax.scale_by_learning_rate(_hparams.combine(lambda e: alpha * e, schedule_multiplier)),
     optax.identity() if _is_zero(b1) else optax.trace(decay=b1),
     _decay(
       fn,
       "schedule_multiplier * weight_decay",
-      l2_to_decay_rate(weight_decay, schedule_multiplier),
+      lr_times(weight_decay, schedule_multiplier),
       mask,
     ),
   )
@@ -1194,7 +1196,7 @@ def paper_adamw_to_torch_adamw(
   fn = "paper_adamw_to_torch_adamw"
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   a = _initial(fn, "alpha", alpha)
-  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, fn=fn, arg="schedule_multiplier")
   return dict(
     lr=_hparams.combine(lambda e: a * e, schedule_multiplier),
     betas=(b1, b2),
@@ -1307,9 +1309,9 @@ def keras_adamw_to_tfa_adamw(
   """
   fn = "keras_adamw_to_tfa_adamw"
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   return dict(
-    weight_decay=l2_to_decay_rate(weight_decay, learning_rate),
+    weight_decay=lr_times(weight_decay, learning_rate),
     learning_rate=learning_rate,
     beta_1=beta_1,
     beta_2=beta_2,
@@ -1408,7 +1410,7 @@ def torch_sgd_to_keras_sgd(
     {'learning_rate': 0.1, 'momentum': 0.0, 'nesterov': False, 'weight_decay': 0.0001}
   """
   fn = "torch_sgd_to_keras_sgd"
-  _hparams.check_scalar_or_schedule(lr, transform=fn, arg="lr")
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if not _is_zero(momentum) and (
@@ -1460,7 +1462,7 @@ def keras_sgd_to_torch_sgd(
     {'lr': 0.1, 'momentum': 0.9, 'dampening': 0.0, 'weight_decay': 0.0, 'nesterov': False}
   """
   fn = "keras_sgd_to_torch_sgd"
-  _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
   wd = _keras_wd(fn, weight_decay)
   if not _is_zero(momentum) and (not _is_zero(wd) or callable(learning_rate)):
@@ -1549,7 +1551,7 @@ def paper_sgdw_to_keras_sgd(
   fn = "paper_sgdw_to_keras_sgd"
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   _hparams.check_number(b1, fn=fn, arg="b1", high=1.0, high_inclusive=True)
-  _hparams.check_scalar_or_schedule(schedule_multiplier, transform=fn, arg="schedule_multiplier")
+  _hparams.check_scalar_or_schedule(schedule_multiplier, fn=fn, arg="schedule_multiplier")
   a = _initial(fn, "alpha", alpha)
   return dict(
     learning_rate=_hparams.combine(lambda e: a * e, schedule_multiplier),

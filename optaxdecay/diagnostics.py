@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxdecay import _hparams, _tree
+from optaxdecay import _hparams, _selection, _tree
 
 __all__ = [
   "L2StrengthReport",
@@ -66,13 +66,18 @@ def _shape_dtype(leaf: Any) -> tuple[tuple[int, ...], Any]:
 
 
 class MaskRow(NamedTuple):
-  """One parameter leaf in a :class:`MaskDescription`."""
+  """One parameter leaf in a :class:`MaskDescription`.
+
+  ``multiplier`` is the leaf's decay multiplier (``True`` = 1.0, ``False`` =
+  0.0, or a float mask's value); ``decayed`` is ``multiplier > 0``.
+  """
 
   path: str
   shape: tuple[int, ...]
   dtype: str
   count: int
   decayed: bool
+  multiplier: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +107,7 @@ class MaskDescription:
 
   def __str__(self) -> str:
     body = [
-      [r.path, str(r.shape), r.dtype, f"{r.count:,}", "yes" if r.decayed else "no"]
-      for r in self.rows
+      [r.path, str(r.shape), r.dtype, f"{r.count:,}", _decay_cell(r.multiplier)] for r in self.rows
     ]
     table = _table(["path", "shape", "dtype", "count", "decayed"], body, right={3})
     pct = 100.0 * self.decayed / self.total if self.total else 0.0
@@ -115,7 +119,13 @@ class MaskDescription:
     )
 
 
-def describe_mask(params: Any, mask: _tree.MaskArg = None) -> MaskDescription:
+def _decay_cell(multiplier: float) -> str:
+  if multiplier in (0.0, 1.0):
+    return "yes" if multiplier else "no"
+  return f"x{multiplier:g}"
+
+
+def describe_mask(params: Any, mask: _selection.MaskArg = None) -> MaskDescription:
   """Lists every parameter leaf and whether ``mask`` decays it.
 
   The mask is resolved exactly as the transforms resolve it (matched by key
@@ -131,8 +141,10 @@ def describe_mask(params: Any, mask: _tree.MaskArg = None) -> MaskDescription:
 
   Args:
     params: the parameters.
-    mask: ``None`` (every leaf), a pytree of bools, or a callable
-      ``params -> pytree of bools`` (e.g. :func:`optaxdecay.bias_mask`).
+    mask: ``None`` (every leaf), a pytree of bools or float multipliers, or a
+      callable ``params -> such a pytree`` (e.g. :func:`optaxdecay.bias_mask`
+      or :func:`optaxdecay.decay_multipliers`). A leaf decayed with a
+      multiplier other than 1 shows it (``x0.5``).
 
   Returns:
     A :class:`MaskDescription`; ``print`` it for the table.
@@ -152,12 +164,10 @@ def describe_mask(params: Any, mask: _tree.MaskArg = None) -> MaskDescription:
     Dense_0/kernel  (3, 4)  float32     12  yes
     decayed: 12 of 16 parameters (75.0%), 1 of 2 leaves; not decayed: 4
   """
-  selected = _tree.resolve_mask(mask, params, transform="describe_mask")
-  pairs, _ = _tree.flatten_with_names(params)
   rows = []
-  for (names, leaf), sel in zip(pairs, selected, strict=True):
-    shape, dtype = _shape_dtype(leaf)
-    rows.append(MaskRow(_tree.path_str(names), shape, str(dtype), math.prod(shape), bool(sel)))
+  for leaf, m in _selection.selected_leaves(mask, params, fn="describe_mask"):
+    shape, dtype = _shape_dtype(leaf.value)
+    rows.append(MaskRow(leaf.path, shape, str(dtype), math.prod(shape), m > 0, m))
   return MaskDescription(tuple(rows))
 
 
@@ -284,9 +294,7 @@ def _find_adam_state(opt_state: Any) -> optax.ScaleByAdamState:
 
 
 def _concrete_int(x: Any) -> int:
-  if _tree.is_nnx_variable(x):
-    x = x.get_value() if hasattr(x, "get_value") else x.value
-  return int(np.asarray(x))
+  return int(np.asarray(_tree.unwrap(x)))
 
 
 def effective_l2_strength(
@@ -297,7 +305,7 @@ def effective_l2_strength(
   eps: float = 1e-8,
   eps_root: float = 0.0,
   weight_decay: float | None = None,
-  mask: _tree.MaskArg = None,
+  mask: _selection.MaskArg = None,
 ) -> L2StrengthReport:
   """How strongly an L2 penalty acts on each weight once Adam has preconditioned it.
 
@@ -395,16 +403,14 @@ def effective_l2_strength(
   correction = 1.0 - b2**count
   if correction <= 0:
     raise ValueError(f"{fn}: `b2`={b2} gives no bias correction at count {count}.")
-  selected = _tree.resolve_mask(mask, adam.nu, transform=fn)
-  pairs, _ = _tree.flatten_with_names(adam.nu)
   rows = []
   strength = {}
-  for (names, nu), sel in zip(pairs, selected, strict=True):
-    if not sel:
+  for leaf, m in _selection.selected_leaves(mask, adam.nu, fn=fn):
+    if not m:
       continue
-    path = _tree.path_str(names)
-    v_hat = np.asarray(nu, dtype=np.float64) / correction
-    kappa = l2 / (np.sqrt(v_hat + eps_root) + eps)
+    path = leaf.path
+    v_hat = np.asarray(leaf.value, dtype=np.float64) / correction
+    kappa = m * l2 / (np.sqrt(v_hat + eps_root) + eps)
     strength[path] = kappa
     n = int(kappa.size)
     rows.append(
@@ -505,7 +511,7 @@ def _lost(w: np.ndarray, rate: float) -> np.ndarray:
 
 
 def decay_precision_report(
-  params: Any, rate: float, *, mask: _tree.MaskArg = None
+  params: Any, rate: float, *, mask: _selection.MaskArg = None
 ) -> PrecisionReport:
   """The fraction of each leaf's decay step that is lost to rounding.
 
@@ -559,17 +565,13 @@ def decay_precision_report(
   """
   fn = "decay_precision_report"
   rate = _hparams.check_number(rate, fn=fn, arg="rate", high=1.0, concrete=True)
-  selected = _tree.resolve_mask(mask, params, transform=fn)
-  pairs, _ = _tree.flatten_with_names(params)
   rows = []
-  for (names, leaf), sel in zip(pairs, selected, strict=True):
-    if not sel:
+  for leaf, m in _selection.selected_leaves(mask, params, fn=fn):
+    if not m:
       continue
-    w = np.asarray(leaf)
-    lost = int(_lost(w, rate).sum())
+    w = np.asarray(leaf.value)
+    lost = int(_lost(w, rate * m).sum())
     rows.append(
-      PrecisionRow(
-        _tree.path_str(names), str(w.dtype), int(w.size), lost, lost / w.size if w.size else 0.0
-      )
+      PrecisionRow(leaf.path, str(w.dtype), int(w.size), lost, lost / w.size if w.size else 0.0)
     )
   return PrecisionReport(tuple(rows), rate)

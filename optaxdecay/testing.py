@@ -129,6 +129,22 @@ def compare(
   )
 
 
+def _run_both(
+  tx_a: optax.GradientTransformation,
+  tx_b: optax.GradientTransformation,
+  params: chex.ArrayTree,
+  grad_fn: GradFn,
+  steps: int,
+  *,
+  rtol: float,
+  atol: float,
+) -> tuple[chex.ArrayTree, chex.ArrayTree, Divergence]:
+  """Both trajectories and how far apart they are (the two asserts' shared body)."""
+  traj_a = trajectory(tx_a, params, grad_fn, steps)
+  traj_b = trajectory(tx_b, params, grad_fn, steps)
+  return traj_a, traj_b, compare(traj_a, traj_b, rtol=rtol, atol=atol)
+
+
 def assert_equivalent(
   tx_a: optax.GradientTransformation,
   tx_b: optax.GradientTransformation,
@@ -164,9 +180,7 @@ def assert_equivalent(
     >>> odt.assert_equivalent(sgd_l2, sgd_wd, params, grad_fn, steps=20).step is None
     True
   """
-  traj_a = trajectory(tx_a, params, grad_fn, steps)
-  traj_b = trajectory(tx_b, params, grad_fn, steps)
-  div = compare(traj_a, traj_b, rtol=rtol, atol=atol)
+  traj_a, traj_b, div = _run_both(tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol)
   if div.step is not None:
     raise AssertionError(
       f"optimizers diverge first after step {div.step} of {steps}, at leaf "
@@ -209,9 +223,7 @@ def assert_not_equivalent(
     >>> odt.assert_not_equivalent(adam_l2, adam_wd, params, grad_fn, steps=20).path
     'w'
   """
-  traj_a = trajectory(tx_a, params, grad_fn, steps)
-  traj_b = trajectory(tx_b, params, grad_fn, steps)
-  div = compare(traj_a, traj_b, rtol=rtol, atol=atol)
+  _, _, div = _run_both(tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol)
   if div.step is None:
     raise AssertionError(
       f"optimizers agree at every one of {steps} steps (rtol={rtol}, "

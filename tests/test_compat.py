@@ -783,5 +783,5 @@ def test_bad_arguments_raise(case):
 
 def test_mask_mismatch_is_reported():
   tx = compat.torch_adamw(mask={"nope": True})
-  with pytest.raises(ValueError, match="decoupled_weight_decay"):
+  with pytest.raises(ValueError, match="torch_adamw: `mask` does not match"):
     tx.init({"w": jnp.ones(2)})

@@ -169,7 +169,7 @@ def test_l2_without_decay_is_torch_adam_with_weight_decay():
 def test_update_with_l2_needs_params():
   opt = od.fused_adamw(1e-3, l2=0.1)
   params = {"w": jnp.ones(3)}
-  with pytest.raises(ValueError, match=r"fused_adamw: `update` with `l2` needs `params`"):
+  with pytest.raises(ValueError, match=r"fused_adamw: `update` needs `params`"):
     opt.update(params, opt.init(params))
 
 

@@ -26,7 +26,8 @@ def test_haiku_names():
   }
   mask = od.bias_mask(params)
   assert mask["mlp/~/linear_0"] == {"w": True, "b": False}
-  assert mask["layer_norm"] == {"scale": True, "offset": True}
+  # Haiku's norm `offset` is its bias: not decayed, like Flax LayerNorm's `bias`.
+  assert mask["layer_norm"] == {"scale": True, "offset": False}
 
 
 def test_flat_state_dict_names():
@@ -186,7 +187,7 @@ def test_decay_mask_regex_searches_path():
 
 def test_leaf_name():
   assert od.leaf_name(("Dense_0", "kernel")) == "kernel"
-  assert od.leaf_name(("layers", 0)) == "layers"
+  assert od.leaf_name(("layers", 0)) is None  # a list element has no name of its own
   assert od.leaf_name(("fc.bias",)) == "bias"
   assert od.leaf_name((0, 1)) is None
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
 from optaxdecay import _tree
@@ -31,30 +33,48 @@ def test_nnx_variables_are_unwrapped_leaves():
   assert [n for n, _ in _tree.flatten_with_names(plain)[0]] == [n for n, _ in pairs]
 
 
-def test_longest_prefix_wins():
-  params = {"enc": {"kernel": jnp.ones(2), "bias": jnp.ones(2)}, "head": jnp.ones(2)}
-  mask = {"enc": {"kernel": True, "bias": False}, "head": True}
-  assert _tree.resolve_mask(mask, params, transform="t") == [False, True, True]
-  assert _tree.resolve_mask({"enc": False, "head": True}, params, transform="t") == [
-    False,
-    False,
-    True,
+def test_absent_leaves_are_kept_and_marked():
+  """``None`` and ``optax.MaskedNode`` hold no parameter but keep their place."""
+  tree = {"a": None, "b": optax.MaskedNode(), "c": jnp.ones(1)}
+  leaves, _ = _tree.flatten_leaves(tree)
+  assert [(leaf.path, leaf.absent) for leaf in leaves] == [("a", True), ("b", True), ("c", False)]
+  out = _tree.map_leaves(lambda leaf: leaf.path, tree)
+  assert out["a"] is None and isinstance(out["b"], optax.MaskedNode) and out["c"] == "c"
+
+
+def test_enclosing_classes_of_a_registered_dataclass():
+  @jax.tree_util.register_dataclass
+  @dataclasses.dataclass
+  class Inner:
+    w: jax.Array
+
+  @jax.tree_util.register_dataclass
+  @dataclasses.dataclass
+  class Outer:
+    layers: list
+    head: Inner
+
+  tree = Outer([Inner(jnp.ones(1))], Inner(jnp.ones(2)))
+  leaves, _ = _tree.flatten_leaves(tree)
+  assert [(leaf.path, leaf.classes) for leaf in leaves] == [
+    ("layers/0/w", (Outer, list, Inner)),
+    ("head/w", (Outer, Inner)),
   ]
 
 
-def test_callable_mask_receives_params():
-  params = {"w": jnp.ones(2), "b": jnp.ones(2)}
-  seen = []
-  _tree.resolve_mask(lambda p: seen.append(p) or {"w": True, "b": False}, params, transform="t")
-  assert seen == [params]
+def test_nnx_graph_classes_by_path():
+  nnx = pytest.importorskip("flax.nnx", reason="flax is in the [test] extra")
 
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.dense = nnx.Linear(2, 2, rngs=rngs)
+      self.norm = nnx.LayerNorm(2, rngs=rngs)
 
-def test_empty_mask_raises():
-  with pytest.raises(ValueError, match="t: `mask` has no leaves"):
-    _tree.resolve_mask({}, {"w": jnp.ones(1)}, transform="t")
-
-
-def test_none_selects_everything_and_checks_dtypes():
-  assert _tree.resolve_mask(None, {"w": jnp.ones(1)}, transform="t") == [True]
-  with pytest.raises(TypeError, match="t: `mask` selects the leaf 'n' of dtype int32"):
-    _tree.resolve_mask(None, {"n": jnp.ones(1, jnp.int32)}, transform="t")
+  state, classes = _tree.nnx_param_state(Net(nnx.Rngs(0)))
+  assert classes[("dense",)] is nnx.Linear and classes[("norm",)] is nnx.LayerNorm
+  assert sorted(leaf.path for leaf in _tree.flatten_leaves(state)[0]) == [
+    "dense/bias",
+    "dense/kernel",
+    "norm/bias",
+    "norm/scale",
+  ]

@@ -1,10 +1,12 @@
-"""Rules that choose the decay from other hyperparameters.
+"""Rate rules: every ``ScalarOrSchedule -> ScalarOrSchedule`` rule that sets the decay.
 
 Each rule returns a float when its inputs are floats, and a schedule
 ``step -> value`` when a ``ScalarOrSchedule`` input is a schedule, so its result
 can be passed straight to :func:`decoupled_weight_decay` (as ``rate``) or to
-``optax.adamw`` (as ``weight_decay``, where noted).
+``optax.adamw`` (as ``weight_decay``, where noted). A new rule goes here.
 
+* :func:`l2_to_decay_rate` / :func:`decay_rate_to_l2` -- :math:`r_t = \\eta_t\\lambda_t`,
+  the reparametrization under which L2 and decoupled decay agree for plain SGD.
 * :func:`corrected_decay_rate` -- AdamC's :math:`r_t = \\lambda\\eta_t^2/\\eta_{\\max}`.
 * :func:`normalized_weight_decay` -- :math:`\\lambda = \\lambda_{norm}\\sqrt{b/(BT)}`.
 * :func:`rate_from_timescale` / :func:`timescale_from_rate` -- the decay as an
@@ -22,6 +24,60 @@ import numpy as np
 import optax
 
 from optaxdecay import _hparams
+
+
+def l2_to_decay_rate(
+  l2: optax.ScalarOrSchedule, learning_rate: optax.ScalarOrSchedule
+) -> optax.ScalarOrSchedule:
+  r"""The decoupled rate equivalent to L2 under plain SGD: :math:`r_t = \eta_t\lambda_t`.
+
+  For plain gradient descent (no momentum),
+  ``optax.chain(add_l2_to_grad(l2), optax.sgd(lr))`` and
+  ``optax.chain(optax.sgd(lr), decoupled_weight_decay(l2_to_decay_rate(l2, lr)))``
+  produce the same parameters at every step, for constant and scheduled ``lr``
+  and ``l2``: :math:`w - \eta_t(g + \lambda w) = (1-\eta_t\lambda)w - \eta_t g`.
+  Under momentum or an adaptive optimizer there is no such rate.
+
+  Both arguments are floats or schedules ``step -> float``; the result is a
+  float if both are floats, else a schedule. Chained as above, each schedule is
+  evaluated on the same step count as the optimizer's.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.l2_to_decay_rate(1e-4, 0.1)
+    1e-05
+  """
+  fn = "l2_to_decay_rate"
+  _hparams.check_scalar_or_schedule(l2, fn=fn, arg="l2")
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
+  return lr_times(l2, learning_rate)
+
+
+def lr_times(value: optax.ScalarOrSchedule, learning_rate: optax.ScalarOrSchedule) -> Any:
+  """``learning_rate_t * value_t`` from checked arguments (:func:`l2_to_decay_rate`'s rule)."""
+  return _hparams.combine(lambda lr, lam: lr * lam, learning_rate, value)
+
+
+def decay_rate_to_l2(
+  rate: optax.ScalarOrSchedule, learning_rate: optax.ScalarOrSchedule
+) -> optax.ScalarOrSchedule:
+  r"""The inverse of :func:`l2_to_decay_rate`: :math:`\lambda_t = r_t/\eta_t`.
+
+  Exact for plain SGD whenever :math:`\eta_t > 0`. A constant ``learning_rate``
+  must be positive; a scheduled one that reaches 0 gives ``inf``/``nan`` at
+  that step, where no L2 coefficient reproduces a nonzero decay.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.decay_rate_to_l2(1e-5, 0.1)
+    0.0001
+  """
+  fn = "decay_rate_to_l2"
+  _hparams.check_rate(rate, fn=fn, arg="rate")
+  _hparams.check_scalar_or_schedule(
+    learning_rate, fn=fn, arg="learning_rate", low_inclusive=callable(learning_rate)
+  )
+  return _hparams.combine(lambda r, lr: r / lr, rate, learning_rate)
 
 
 def corrected_decay_rate(
@@ -83,8 +139,8 @@ def corrected_decay_rate(
     2025 (AdamC).
   """
   fn = "corrected_decay_rate"
-  _hparams.check_scalar_or_schedule(weight_decay, transform=fn, arg="weight_decay")
-  lr0 = _hparams.check_scalar_or_schedule(learning_rate, transform=fn, arg="learning_rate")
+  _hparams.check_scalar_or_schedule(weight_decay, fn=fn, arg="weight_decay")
+  lr0 = _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   lr_max = _hparams.check_number(
     max_learning_rate, fn=fn, arg="max_learning_rate", low_inclusive=False, concrete=True
   )
@@ -147,7 +203,7 @@ def normalized_weight_decay(
     normalized weight decay).
   """
   fn = "normalized_weight_decay"
-  _hparams.check_scalar_or_schedule(lambda_norm, transform=fn, arg="lambda_norm")
+  _hparams.check_scalar_or_schedule(lambda_norm, fn=fn, arg="lambda_norm")
   b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
   n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
   t = _hparams.check_number(epochs, fn=fn, arg="epochs", low_inclusive=False, concrete=True)
@@ -204,9 +260,7 @@ def rate_from_timescale(
     dataset size <https://arxiv.org/abs/2405.13698>`_, arXiv 2405.13698, 2024.
   """
   fn = "rate_from_timescale"
-  tau0 = _hparams.check_scalar_or_schedule(
-    tau_epochs, transform=fn, arg="tau_epochs", allow_zero=False
-  )
+  tau0 = _hparams.check_scalar_or_schedule(tau_epochs, fn=fn, arg="tau_epochs", low_inclusive=False)
   n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
   b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
   if tau0 is not None and b / (n * tau0) >= 1:
@@ -248,7 +302,7 @@ def timescale_from_rate(
     dataset size <https://arxiv.org/abs/2405.13698>`_, arXiv 2405.13698, 2024.
   """
   fn = "timescale_from_rate"
-  _hparams.check_scalar_or_schedule(rate, transform=fn, arg="rate", upper=1.0)
+  _hparams.check_rate(rate, fn=fn, arg="rate")
   n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
   b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
 

@@ -1,0 +1,396 @@
+"""Mask rules: which parameters decay, and how strongly.
+
+:func:`decay_mask` (exclusion rules, ``True``/``False``), :func:`bias_mask` (its
+default instance) and :func:`decay_multipliers` (big_vision's ordered regex
+rules, float multipliers). Each builds a function ``params -> mask`` whose
+result has the structure of ``params`` and works as ``mask=`` here and in
+Optax's ``masked``, ``add_decayed_weights`` and ``adamw``. A new rule goes here,
+as a builder on :func:`_rule_mask`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from optaxdecay import _selection, _tree
+
+#: Leaf names that :func:`bias_mask` treats as biases: Flax/Equinox/PyTorch
+#: ``bias``, Haiku ``b`` (only for leaves with at most one dimension per layer:
+#: a 2-D ``b`` is a matrix) and Haiku's norm ``offset``.
+BIAS_NAMES: tuple[str, ...] = ("bias", "b", "offset")
+
+_SEPARATORS = re.compile(r"[./]")
+
+#: Containers that carry no module class: a tree of only these (Flax Linen
+#: params, ``nnx.state(...)``, Haiku params) cannot answer ``exclude_modules``.
+_CONTAINER_NAMES = frozenset({"dict", "list", "tuple", "FrozenDict", "State", "NoneType"})
+
+
+def leaf_name(names: _tree.Names) -> str | None:
+  """The name a rule matches: the leaf's own key, if it is a string.
+
+  The last component of the path, split on ``.`` and ``/`` so that flat names
+  work too: the name of ``{'fc1.bias': w}`` (a PyTorch ``state_dict`` key) and
+  of ``{'mlp/~/linear_0': {'b': w}}`` (Haiku) is ``'bias'`` and ``'b'``. A leaf
+  that is an element of a list or tuple (its last component is an index) has
+  **no** name of its own, whatever encloses the list: ``[W, b]`` and
+  ``{'layers': [W, b]}`` are read the same way (by ``ndim``, see
+  :func:`bias_mask`). ``None`` if the leaf has no name.
+
+  Example:
+    >>> import optaxdecay as od
+    >>> od.leaf_name(('Dense_0', 'kernel')), od.leaf_name(('fc1.bias',)), od.leaf_name(('w', 0))
+    ('kernel', 'bias', None)
+  """
+  if not names or not isinstance(names[-1], str):
+    return None
+  return _SEPARATORS.split(names[-1])[-1]
+
+
+def _compile(patterns: Iterable[str], *, fn: str, arg: str, full: bool = False) -> list[Any]:
+  out = []
+  for i, p in enumerate(patterns):
+    if not isinstance(p, str):
+      raise TypeError(f"{fn}: `{arg}[{i}]` must be a regular expression string, got {p!r}.")
+    try:
+      out.append(re.compile(p))
+    except re.error as e:
+      raise ValueError(f"{fn}: `{arg}[{i}]` = {p!r} is not a valid regular expression: {e}.") from e
+  return out
+
+
+def _stacking_rules(stacked: Any, *, fn: str) -> list[tuple[Any, int]]:
+  """``stacked`` as ``[(compiled regex, leading axes)]``; a bare string means one axis."""
+  if isinstance(stacked, str):
+    stacked = (stacked,)
+  rules = []
+  for i, entry in enumerate(stacked):
+    pair = isinstance(entry, (tuple, list)) and len(entry) == 2
+    pattern, axes = (entry, 1) if isinstance(entry, str) else tuple(entry) if pair else (None, 0)
+    if isinstance(axes, bool) or not isinstance(axes, int) or axes < 1:
+      raise TypeError(
+        f"{fn}: `stacked[{i}]` must be a regex or a (regex, n_axes >= 1) pair, got {entry!r}."
+      )
+    rules.append((_compile([pattern], fn=fn, arg=f"stacked[{i}]")[0], axes))
+  return rules
+
+
+def _layer_ndim(leaf: _tree.Leaf, stacked: list[tuple[Any, int]], *, fn: str) -> int:
+  """The leaf's dimensions per layer: its ``ndim`` less the stacking axes that apply."""
+  ndim = int(np.ndim(leaf.value))
+  for pattern, axes in stacked:
+    if pattern.search(leaf.path):
+      if ndim < axes:
+        raise ValueError(
+          f"{fn}: `stacked` says {leaf.path!r} has {axes} leading stacking axes, but the "
+          f"leaf has shape {np.shape(leaf.value)}."
+        )
+      return ndim - axes
+  return ndim
+
+
+def _check_modules(modules: Any, *, fn: str) -> tuple[tuple[type, ...], frozenset[str]]:
+  if isinstance(modules, (str, type)):
+    modules = (modules,)
+  classes, names = [], []
+  for i, m in enumerate(modules):
+    if isinstance(m, type):
+      classes.append(m)
+    elif isinstance(m, str):
+      names.append(m)
+    else:
+      raise TypeError(f"{fn}: `exclude_modules[{i}]` must be a class or a class name, got {m!r}.")
+  return tuple(classes), frozenset(names)
+
+
+def _inside(leaf: _tree.Leaf, classes: tuple[type, ...], names: frozenset[str]) -> bool:
+  for c in leaf.classes:
+    if classes and issubclass(c, classes):
+      return True
+    if names and any(k.__name__ in names for k in c.__mro__):
+      return True
+  return False
+
+
+def _rule_mask(rule: Callable[[_tree.Leaf], Any], *, needs_classes: str = "") -> Callable[..., Any]:
+  """``params -> mask``: ``rule(leaf)`` on every leaf, the params' structure kept.
+
+  An ``nnx.Module`` is read as ``nnx.state(module, nnx.Param)`` with the
+  classes of its submodules attached, and the mask has that state's structure.
+  """
+
+  def mask_fn(params: Any) -> Any:
+    _reject_step_count(params)
+    if _tree.is_nnx_module(params):
+      state, by_path = _tree.nnx_param_state(params)
+
+      def with_modules(leaf: _tree.Leaf) -> Any:
+        classes = tuple(
+          by_path[leaf.names[:k]] for k in range(len(leaf.names)) if leaf.names[:k] in by_path
+        )
+        return rule(leaf._replace(classes=classes))
+
+      return _tree.map_leaves(with_modules, state)
+    if needs_classes:
+      leaves, _ = _tree.flatten_leaves(params)
+      if leaves and not any(
+        c.__name__ not in _CONTAINER_NAMES for leaf in leaves for c in leaf.classes
+      ):
+        raise ValueError(needs_classes)
+    return _tree.map_leaves(rule, params)
+
+  return mask_fn
+
+
+def decay_mask(
+  *,
+  exclude: Iterable[str] = BIAS_NAMES,
+  exclude_regex: Iterable[str] = (),
+  min_ndim: int | None = None,
+  exclude_if: Callable[[str, Any], bool] | None = None,
+  exclude_modules: Iterable[type | str] = (),
+  stacked: str | Iterable[str | tuple[str, int]] = (),
+) -> Callable[[Any], Any]:
+  """Builds a mask function: ``params -> pytree of bool`` (``True`` = decay).
+
+  A leaf is **excluded** from decay (``False``) when any rule below matches,
+  and decayed otherwise. Rules see the leaf's *path string*, its key path
+  joined with ``/`` (``'Dense_0/kernel'``, ``'layers/0/bias'``) with any Flax
+  NNX ``Variable`` wrapper removed, so one mask serves both the
+  ``Param``-wrapped state ``nnx.Optimizer.init`` sees and the plain arrays
+  ``update`` sees.
+
+  1. ``exclude``: the leaf's name (its own key, split on ``.`` and ``/``; see
+     :func:`leaf_name`) is one of these. The Haiku bias name ``'b'`` matches
+     only a leaf with at most one dimension per layer.
+  2. A leaf with **no** name of its own (an element of a list or tuple, e.g.
+     ``[(W1, b1), (W2, b2)]``), when ``exclude`` is non-empty and ``min_ndim``
+     is ``None``: it is treated as a bias iff it has at most one dimension per
+     layer, since there is no name to go by.
+  3. ``exclude_regex``: a pattern is *found* (``re.search``) in the path
+     string, like Keras' ``exclude_from_weight_decay``. E.g. ``'LayerNorm'``
+     excludes everything inside Flax ``LayerNorm_*`` modules.
+  4. ``min_ndim``: the leaf has fewer dimensions per layer (``min_ndim=2`` is
+     the nanoGPT/timm rule: only matrices and embeddings decay).
+  5. ``exclude_modules``: a module enclosing the leaf is an instance of one of
+     these classes (a subclass counts), or has one of these class names in its
+     MRO. The classes are the pytree's own nodes (Equinox modules), or the
+     submodules of an ``nnx.Module`` passed in place of its state. Levanter's
+     rule is ``decay_mask(exclude_modules=('LayerNorm', 'RMSNorm', 'Embedding'))``.
+  6. ``exclude_if(path, leaf)`` returns ``True``.
+
+  **Stacked layers.** ``nn.scan``, ``nnx.vmap``/``nnx.scan`` and
+  ``eqx.filter_vmap`` stack a layer's parameters along leading axes, so a
+  stacked LayerNorm scale is 2-D. ``stacked`` names those leaves by a regex
+  searched in the path string, with the number of leading stacking axes
+  (``'blocks/'`` alone means one axis; ``[('encoder/', 1), ('moe/', 2)]``);
+  the first pattern that matches applies, and every ``ndim`` rule above counts
+  the dimensions per layer.
+
+  The returned function keeps the structure of its argument (NNX ``Variable``
+  wrappers included). Called with an ``nnx.Module`` it returns the mask of
+  ``nnx.state(module, nnx.Param)``: compute it once and pass the result as
+  ``mask=`` (the transforms themselves only ever see the state).
+
+  Args:
+    exclude: leaf names that are never decayed. Default: :data:`BIAS_NAMES`.
+    exclude_regex: regular expressions searched in the path string.
+    min_ndim: leaves with fewer dimensions per layer are not decayed.
+    exclude_if: a predicate ``(path_string, leaf) -> bool``.
+    exclude_modules: module classes, or class names, whose leaves never decay.
+    stacked: which leaves carry leading stacking axes, and how many.
+
+  Returns:
+    A callable ``params -> mask`` with the structure of ``params``.
+
+  Raises:
+    TypeError: an argument has the wrong type (e.g. ``exclude='bias'``).
+    ValueError: a regex does not compile; ``min_ndim < 0``; (when called)
+      ``exclude_modules`` is given but the params carry no module classes, or
+      a ``stacked`` leaf has fewer dimensions than its stacking axes.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optaxdecay as od
+    >>> params = {'Dense_0': {'kernel': jnp.ones((3, 4)), 'bias': jnp.ones(4)},
+    ...           'LayerNorm_0': {'scale': jnp.ones(4), 'bias': jnp.ones(4)}}
+    >>> od.decay_mask(exclude=('bias', 'scale'))(params)
+    {'Dense_0': {'bias': False, 'kernel': True}, 'LayerNorm_0': {'bias': False, 'scale': False}}
+    >>> od.decay_mask(exclude=(), min_ndim=2)(params)['Dense_0']
+    {'bias': False, 'kernel': True}
+
+    Two layers stacked by ``nn.scan``: the scale is 2-D, but 1-D per layer.
+
+    >>> stack = {'layers': {'kernel': jnp.ones((2, 3, 3)), 'scale': jnp.ones((2, 3))}}
+    >>> od.decay_mask(min_ndim=2, stacked='layers/')(stack)
+    {'layers': {'kernel': True, 'scale': False}}
+  """
+  fn = "decay_mask"
+  if isinstance(exclude, str) or isinstance(exclude_regex, str):
+    raise TypeError(
+      f"{fn}: `exclude` and `exclude_regex` take a sequence of strings, "
+      f"e.g. ({exclude!r},), not a single string."
+    )
+  names = frozenset(exclude)
+  patterns = _compile(exclude_regex, fn=fn, arg="exclude_regex")
+  if min_ndim is not None and (
+    isinstance(min_ndim, bool) or not isinstance(min_ndim, int) or min_ndim < 0
+  ):
+    raise ValueError(f"{fn}: `min_ndim` must be a non-negative int, got {min_ndim!r}.")
+  if exclude_if is not None and not callable(exclude_if):
+    raise TypeError(f"{fn}: `exclude_if` must be callable, got {exclude_if!r}.")
+  classes, class_names = _check_modules(exclude_modules, fn=fn)
+  stacks = _stacking_rules(stacked, fn=fn)
+
+  def is_decayed(leaf: _tree.Leaf) -> bool:
+    name = leaf_name(leaf.names)
+    ndim = _layer_ndim(leaf, stacks, fn=fn)
+    if name is not None and name in names and (name != "b" or ndim <= 1):
+      return False
+    if name is None and names and min_ndim is None and ndim <= 1:
+      return False
+    if any(p.search(leaf.path) for p in patterns):
+      return False
+    if min_ndim is not None and ndim < min_ndim:
+      return False
+    if (classes or class_names) and _inside(leaf, classes, class_names):
+      return False
+    return not (exclude_if is not None and exclude_if(leaf.path, leaf.value))
+
+  needs = ""
+  if classes or class_names:
+    needs = (
+      f"{fn}: `exclude_modules` needs params that carry their module classes (Equinox "
+      "modules, or the nnx.Module itself in place of its state), but these params are "
+      "plain containers (e.g. Flax Linen dicts or nnx.state(...)). Call the mask function "
+      "on the nnx.Module and pass its result as `mask=`, or match names with "
+      "`exclude_regex=`."
+    )
+  return _rule_mask(is_decayed, needs_classes=needs)
+
+
+def decay_multipliers(
+  rules: Sequence[tuple[str, float]], default: float = 0.0
+) -> Callable[[Any], Any]:
+  """Builds a mask function of per-leaf decay multipliers from ordered regex rules.
+
+  Each rule is ``(regex, multiplier)``; the regex is ``re.fullmatch``-ed
+  against the leaf's path string (its key path joined with ``/``), the
+  **first** rule that matches gives the leaf's multiplier, and leaves no rule
+  matches get ``default``. These are big_vision's ``wd_mults`` semantics
+  exactly: ``decay_multipliers([('.*/kernel', 1.0)])`` decays kernels only.
+
+  A multiplier scales ``l2``/``rate`` for that leaf: 0 means no decay (and no
+  cost), 1 the full value, anything else ``multiplier * rate``.
+
+  Args:
+    rules: a sequence of ``(regex, multiplier >= 0)`` pairs.
+    default: the multiplier of leaves no rule matches (default 0: no decay).
+
+  Returns:
+    A callable ``params -> pytree of float`` with the structure of ``params``.
+
+  Raises:
+    TypeError: ``rules`` is not a sequence of ``(str, number)`` pairs.
+    ValueError: a regex does not compile, or a multiplier is negative or not finite.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optaxdecay as od
+    >>> params = {'head': {'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)},
+    ...           'embed': {'embedding': jnp.ones((5, 3))}}
+    >>> od.decay_multipliers([('head/kernel', 0.5), ('.*/kernel', 1.0)])(params)
+    {'embed': {'embedding': 0.0}, 'head': {'bias': 0.0, 'kernel': 0.5}}
+  """
+  fn = "decay_multipliers"
+  if isinstance(rules, (str, dict)) or not isinstance(rules, Sequence):
+    raise TypeError(
+      f"{fn}: `rules` must be a sequence of (regex, multiplier) pairs, e.g. "
+      f"[('.*/kernel', 1.0)]; got {rules!r}."
+    )
+  compiled = []
+  for i, rule in enumerate(rules):
+    if not (isinstance(rule, (tuple, list)) and len(rule) == 2):
+      raise TypeError(f"{fn}: `rules[{i}]` must be a (regex, multiplier) pair, got {rule!r}.")
+    pattern = _compile([rule[0]], fn=fn, arg=f"rules[{i}][0]")[0]
+    compiled.append((pattern, _check_multiplier(rule[1], fn=fn, arg=f"rules[{i}][1]")))
+  fallback = _check_multiplier(default, fn=fn, arg="default")
+
+  def multiplier(leaf: _tree.Leaf) -> float:
+    return next((m for p, m in compiled if p.fullmatch(leaf.path)), fallback)
+
+  return _rule_mask(multiplier)
+
+
+def _check_multiplier(value: Any, *, fn: str, arg: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{fn}: `{arg}` must be a float >= 0, got {value!r}.")
+  x = float(value)
+  if not math.isfinite(x) or x < 0:
+    raise ValueError(f"{fn}: `{arg}` must be finite and >= 0, got {x}.")
+  return x
+
+
+def _reject_step_count(params: Any) -> None:
+  """A bare integer scalar is a step count, never params: say what went wrong."""
+  if (
+    isinstance(params, (jax.Array, np.ndarray, int))
+    and not isinstance(params, bool)
+    and np.ndim(params) == 0
+    and np.issubdtype(np.asarray(params).dtype, np.integer)
+  ):
+    raise TypeError(
+      "optaxdecay mask: called with an integer scalar instead of params. "
+      "This happens when `optax.inject_hyperparams` treats a mask function "
+      "as a schedule and calls it with the step count (which would silently "
+      "disable decay). Pass `static_args=('mask',)` to inject_hyperparams."
+    )
+
+
+_bias_mask = decay_mask()
+
+
+def bias_mask(params: Any) -> Any:
+  """``True`` for every leaf that is decayed, ``False`` for biases.
+
+  The rule: a leaf is a bias iff its name — its own key, split on ``.`` and
+  ``/`` (:func:`leaf_name`) — is ``'bias'`` (Flax, Equinox, PyTorch
+  ``state_dict``) or ``'offset'`` (Haiku's norm bias), or is ``'b'`` (Haiku)
+  on a leaf with at most one dimension. A leaf with no name of its own (an
+  element of a list or tuple) is a bias iff ``ndim <= 1``. Everything else,
+  norm ``scale`` and embeddings included, is decayed; use :func:`decay_mask`
+  to exclude more.
+
+  Works on nested dicts, Flax Linen params and ``FrozenDict``, Flax NNX state
+  (``Param``-wrapped, as ``nnx.Optimizer.init`` sees it, and plain arrays, as
+  ``update`` sees it) and the ``nnx.Module`` itself, Equinox modules
+  (``.bias``), Haiku params and lists/tuples; the result has the structure of
+  ``params``.
+
+  Args:
+    params: a pytree of parameters.
+
+  Returns:
+    A pytree of ``bool`` with the structure of ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> params = {'Dense_0': {'kernel': jnp.ones((3, 4)), 'bias': jnp.zeros(4)}}
+    >>> od.bias_mask(params)
+    {'Dense_0': {'bias': False, 'kernel': True}}
+    >>> tx = optax.adamw(1e-3, weight_decay=1e-2, mask=od.bias_mask)
+  """
+  return _bias_mask(params)
+
+
+_selection.register_factory(decay_mask)
+_selection.register_factory(decay_multipliers)

@@ -1,0 +1,221 @@
+"""What ``mask=`` means, for every transform: one multiplier per parameter leaf.
+
+The contract (``docs/howto.md``, "Choosing what decays"):
+
+* ``None`` selects every leaf with multiplier 1.
+* A pytree with the params' structure, or a prefix of it, matched **by key
+  path** (so a plain ``dict`` mask serves ``FrozenDict`` and NNX ``State``
+  params, and a mask built on ``Param``-wrapped state serves the plain arrays
+  ``update`` sees). Its leaves are ``bool`` (``True`` = 1, ``False`` = 0) or
+  real numbers ``>= 0``: per-leaf multipliers of ``l2``/``rate``. The longest
+  mask path that is a prefix of a parameter's path applies.
+* A callable ``params -> such a pytree``. A pytree whose *nodes* happen to be
+  callable (an Equinox module of bools) is a pytree, not a function: the rule
+  is Optax's (optax#913): a mask is a function iff all of its leaves are
+  callable.
+* Absent leaves (``None``, or the ``MaskedNode`` an outer ``optax.masked`` /
+  ``multi_transform`` left) are never selected, and mask entries for them, or
+  below them, are not an error. A selection with nothing in it is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optaxdecay import _tree
+
+MaskArg = Any  # None | pytree of bool/float | Callable[[params], pytree of bool/float]
+
+_FACTORIES: dict[Callable[..., Any], str] = {}
+
+
+def register_factory(factory: Callable[..., Any]) -> None:
+  """Marks a mask *builder*, so that passing it uncalled as ``mask=`` is caught."""
+  _FACTORIES[factory] = factory.__name__
+
+
+def is_mask_fn(mask: Any) -> bool:
+  """Optax's rule: a mask is a function iff it has leaves and all are callable."""
+  flags = jax.tree.leaves(jax.tree.map(callable, mask))
+  return bool(flags) and all(flags)
+
+
+def multiplier(value: Any, *, fn: str, where: str) -> float:
+  """A mask leaf as a float multiplier: ``bool`` -> 0/1, a real ``>= 0`` as is."""
+  if isinstance(value, (bool, np.bool_)):
+    return float(value)
+  if isinstance(value, (float, np.floating)):
+    x = float(value)
+    if not math.isfinite(x) or x < 0:
+      raise ValueError(
+        f"{fn}: `mask` leaf at {where!r} is {x}; a multiplier must be finite and >= 0."
+      )
+    return x
+  hint = ""
+  if isinstance(value, jax.Array):
+    hint = (
+      " A JAX array here usually means `optax.inject_hyperparams` evaluated a mask "
+      "function as if it were a schedule: pass `static_args=('mask',)` to "
+      "inject_hyperparams."
+    )
+  if isinstance(value, numbers.Integral):
+    hint = f" For a multiplier write {float(value)!r}; to select or skip, True/False."
+  raise TypeError(
+    f"{fn}: `mask` leaf at {where!r} is {type(value).__name__}; expected a Python bool "
+    f"or a float >= 0 (masks must be static to be jit-compiled).{hint}"
+  )
+
+
+class Selection(NamedTuple):
+  """A checked ``mask=`` argument; :meth:`resolve` gives one multiplier per leaf."""
+
+  fn: str
+  mask: Any
+  table: dict[_tree.Names, float] | None  # the static mask's entries; None otherwise
+
+  def resolve(self, params: Any) -> list[float]:
+    """One multiplier per leaf of ``params`` (flatten order, absent leaves 0).
+
+    Raises:
+      TypeError: a mask leaf is not a bool or a real number, or a selected
+        parameter is not floating point.
+      ValueError: the mask's key paths do not match the params', or a
+        multiplier is negative or not finite.
+    """
+    leaves, _ = _tree.flatten_leaves(params)
+    if self.mask is None:
+      mults = [0.0 if leaf.absent else 1.0 for leaf in leaves]
+    else:
+      table = self.table
+      if table is None:
+        table = _table(self.mask(params), fn=self.fn, called=True)
+      mults = _match(table, leaves, fn=self.fn)
+    for leaf, m in zip(leaves, mults, strict=True):
+      dtype = getattr(leaf.value, "dtype", None)
+      if m and (dtype is None or not jnp.issubdtype(dtype, jnp.inexact)):
+        raise TypeError(
+          f"{self.fn}: `mask` selects the leaf {leaf.path!r} of dtype {dtype}, but "
+          "weight decay only applies to floating-point leaves. Exclude it with "
+          "`mask=` (e.g. `optaxdecay.decay_mask(...)`)."
+        )
+    return mults
+
+
+def selection(mask: MaskArg, *, fn: str) -> Selection:
+  """Checks a ``mask=`` argument once, when the transform is built."""
+  if isinstance(mask, (bool, np.bool_)):
+    raise TypeError(
+      f"{fn}: `mask={mask}` is a single bool; pass `mask=None` to apply to every "
+      "leaf, or a pytree/callable to choose leaves. (A bare bool also appears when "
+      "`optax.inject_hyperparams` calls a mask function with the step count as if "
+      "it were a schedule: pass `static_args=('mask',)`.)"
+    )
+  if mask is None:
+    return Selection(fn, None, None)
+  name = next((n for f, n in _FACTORIES.items() if mask is f), None)
+  if name is not None:
+    raise TypeError(
+      f"{fn}: `mask=optaxdecay.{name}` is the mask *builder*; call it to get the mask "
+      f"function: `mask=optaxdecay.{name}(...)`."
+    )
+  if is_mask_fn(mask):
+    return Selection(fn, mask, None)
+  return Selection(fn, mask, _table(mask, fn=fn, called=False))
+
+
+def _table(mask_tree: Any, *, fn: str, called: bool) -> dict[_tree.Names, float]:
+  if is_mask_fn(mask_tree) and called:
+    raise TypeError(
+      f"{fn}: the `mask` function returned a function ({mask_tree!r}), not a pytree of "
+      "bools or floats. Was it a mask builder that still needs calling?"
+    )
+  leaves, _ = _tree.flatten_leaves(mask_tree)
+  return {
+    leaf.names: multiplier(leaf.value, fn=fn, where=leaf.path) for leaf in leaves if not leaf.absent
+  }
+
+
+def _match(table: dict[_tree.Names, float], leaves: list[_tree.Leaf], *, fn: str) -> list[float]:
+  used: set[_tree.Names] = set()
+  out: list[float] = []
+  for leaf in leaves:
+    key = next(
+      (leaf.names[:cut] for cut in range(len(leaf.names), -1, -1) if leaf.names[:cut] in table),
+      None,
+    )
+    if key is not None:
+      used.add(key)
+      out.append(0.0 if leaf.absent else table[key])
+    elif leaf.absent:
+      out.append(0.0)
+    else:
+      raise ValueError(
+        f"{fn}: `mask` does not match the params: the parameter {leaf.path!r} has no "
+        f"entry in the mask (mask paths: {_preview(table)}). A mask must have the "
+        "params' key paths, or be a prefix of them."
+      )
+  absent = {leaf.names for leaf in leaves if leaf.absent}
+  for names in table:
+    under_absent = any(names[:cut] in absent for cut in range(len(names) + 1))
+    if names not in used and not under_absent:
+      raise ValueError(
+        f"{fn}: `mask` does not match the params: the mask path "
+        f"{_tree.path_str(names)!r} names no parameter."
+      )
+  return out
+
+
+def _preview(table: dict[_tree.Names, float], limit: int = 4) -> str:
+  if not table:
+    return "none: the mask has no leaves"
+  names = [repr(_tree.path_str(n)) for n in list(table)[:limit]]
+  return ", ".join(names) + (", ..." if len(table) > limit else "")
+
+
+def align(updates: Any, params: Any, *, fn: str) -> tuple[list[Any], list[Any], Any]:
+  """The leaves of ``updates`` (raw) and of ``params`` (unwrapped), checked to align.
+
+  Both lists include absent leaves; the treedef is the updates'.
+
+  Raises:
+    ValueError: the key paths differ (the message names the first difference),
+      or an update has another shape than its parameter.
+  """
+  u_leaves, treedef = _tree.flatten_leaves(updates)
+  p_leaves, _ = _tree.flatten_leaves(params)
+  u_names = [leaf.names for leaf in u_leaves]
+  p_names = [leaf.names for leaf in p_leaves]
+  if u_names != p_names:
+    a, b = next((a, b) for a, b in zip([*u_names, None], [*p_names, None], strict=False) if a != b)
+    raise ValueError(
+      f"{fn}: `updates` and `params` have different structures: the first difference "
+      f"is update path {_fmt(a)} vs params path {_fmt(b)}."
+    )
+  for u, p in zip(u_leaves, p_leaves, strict=True):
+    if u.absent or p.absent:
+      continue
+    u_shape, p_shape = np.shape(u.value), np.shape(p.value)
+    if u_shape != p_shape:
+      raise ValueError(
+        f"{fn}: the update at {u.path!r} has shape {u_shape} but its parameter has shape "
+        f"{p_shape}; updates must have their parameters' shapes."
+      )
+  return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], treedef
+
+
+def _fmt(names: _tree.Names | None) -> str:
+  return "<none>" if names is None else repr(_tree.path_str(names))
+
+
+def selected_leaves(mask: MaskArg, params: Any, *, fn: str) -> list[tuple[_tree.Leaf, float]]:
+  """``(leaf, multiplier)`` for every present leaf of ``params``, for reports."""
+  leaves, _ = _tree.flatten_leaves(params)
+  mults = selection(mask, fn=fn).resolve(params)
+  return [(leaf, m) for leaf, m in zip(leaves, mults, strict=True) if not leaf.absent]

@@ -1,0 +1,371 @@
+"""The decay and L2 transforms and the leafwise engine they share.
+
+Every transform here is ``u_i <- leaf_fn(u_i, w_i, m_i * c_t)`` on the leaves
+its mask selects, with ``m_i`` the leaf's multiplier (``True`` = 1) and ``c_t``
+a constant or a schedule evaluated on the transform's own step count. Leaves
+with multiplier 0, and absent leaves, pass through untouched at no cost. A new
+transform of this kind is a public factory here that checks its arguments and
+calls :func:`_leafwise` with its ``leaf_fn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optaxdecay import _checked, _hparams, _selection, _tree
+
+LeafFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
+
+
+def _leafwise(
+  *,
+  fn: str,
+  arg: str,
+  value: optax.ScalarOrSchedule,
+  selection: _selection.Selection,
+  leaf_fn: LeafFn,
+  high: float | None = None,
+) -> optax.GradientTransformation:
+  """The transform, from already-checked arguments; see the public factories."""
+
+  def init_fn(params: optax.Params) -> optax.OptState:
+    if _has_values(params):
+      selection.resolve(params)
+    return _hparams.init_state(value)
+
+  def update_fn(
+    updates: optax.Updates,
+    state: optax.OptState,
+    params: optax.Params | None = None,
+  ) -> tuple[optax.Updates, optax.OptState]:
+    if params is None:
+      raise ValueError(
+        f"{fn}: `update` needs `params` (the current weights): call "
+        "`tx.update(grads, state, params)`."
+      )
+    coef, new_state = _hparams.current_value(value, state)
+    if updates is None or _hparams.is_static_zero(value):
+      return updates, new_state
+    mults = selection.resolve(params)
+    u_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
+    _checked.check_range(coef, fn=fn, arg=arg, high=high)
+    top = max(mults, default=0.0)
+    if top > 1:
+      _check_scaled(coef, top, fn=fn, arg=arg, high=high)
+    out = [
+      u
+      if m == 0 or _tree.is_absent(u)
+      else leaf_fn(u, w, coef if m == 1 else coef * m).astype(u.dtype)
+      for u, w, m in zip(u_leaves, p_leaves, mults, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _check_scaled(coef: Any, top: float, *, fn: str, arg: str, high: float | None) -> None:
+  """``coef * multiplier`` stays in range: now if ``coef`` is known, else under ``checked``."""
+  if high is None:
+    return
+  if isinstance(coef, (int, float)):
+    if coef * top >= high:
+      raise ValueError(
+        f"{fn}: `{arg}`={coef} times the largest `mask` multiplier {top} is "
+        f"{coef * top}, not < {high:g}{_hparams.RATE_HINT}."
+      )
+    return
+  _checked.check_range(coef * top, fn=fn, arg=f"{arg} * mask multiplier", high=high)
+
+
+def _has_values(params: Any) -> bool:
+  """Whether ``params`` holds parameter values to check a mask against.
+
+  ``optax.tree.map_params`` (the usual way to derive the optimizer state's
+  shardings from the params') calls ``init`` with a placeholder object
+  instead of params. The state does not depend on the params, so the mask is
+  then checked at the first ``update`` instead.
+  """
+  return any(
+    hasattr(x, "dtype") or isinstance(x, (int, float, complex)) for x in jax.tree.leaves(params)
+  )
+
+
+def add_l2_to_grad(
+  l2: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None
+) -> optax.GradientTransformation:
+  r"""Adds the gradient of an L2 penalty, :math:`\lambda_t w`, to the gradient.
+
+  With the penalty :math:`\tfrac{\lambda}{2}\sum_i w_i^2` on the selected
+  leaves, each selected gradient leaf becomes
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda_t \, w_t .
+
+  Put it **before** the optimizer, so the optimizer sees the regularized
+  gradient: ``optax.chain(add_l2_to_grad(l2), optax.sgd(lr))`` is gradient
+  descent on :math:`C_0 + \tfrac{\lambda}{2}\lVert w\rVert^2`. With plain SGD this
+  equals :func:`decoupled_weight_decay` with ``rate = lr * l2`` (see
+  :func:`l2_to_decay_rate`); with momentum or an adaptive optimizer (Adam,
+  RMSProp, AdaGrad) the L2 term is accumulated or preconditioned and the two
+  differ. For an L2 coefficient written :math:`\lambda/n` (a loss averaged over
+  ``n`` examples), pass ``l2=lam / n``.
+
+  Args:
+    l2: the coefficient :math:`\lambda \ge 0`: a float, or a schedule
+      ``step -> float`` evaluated on this transform's own count (0 on the
+      first update). A Python ``0`` makes the transform the identity.
+    mask: which leaves, and how strongly: ``None`` (every leaf), a pytree of
+      ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
+      (or a prefix of them), or a callable ``params -> such a pytree`` such as
+      :func:`bias_mask`. See "Choosing what decays" in the how-to.
+
+  Returns:
+    An :class:`optax.GradientTransformation`; its state is
+    ``optax.EmptyState()`` for a constant ``l2`` and a ``ScheduleState(count)``
+    for a schedule.
+
+  Raises:
+    ValueError: ``l2`` is negative or non-finite; ``update`` is called
+      without ``params``; ``mask`` does not match the params, or has a negative
+      multiplier; an update's shape differs from its parameter's.
+    TypeError: ``mask`` has a leaf that is neither a bool nor a number, or
+      selects a non-float leaf.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> params = {'w': jnp.array([1.0, -2.0]), 'bias': jnp.array([3.0])}
+    >>> tx = optax.chain(od.add_l2_to_grad(0.1, mask=od.bias_mask), optax.sgd(1.0))
+    >>> grads = {'w': jnp.zeros(2), 'bias': jnp.zeros(1)}
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> updates['w'], updates['bias']
+    (Array([-0.1,  0.2], dtype=float32), Array([0.], dtype=float32))
+
+  References:
+    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Section 2).
+  """
+  fn = "add_l2_to_grad"
+  _hparams.check_scalar_or_schedule(l2, fn=fn, arg="l2")
+  return l2_transform(l2, _selection.selection(mask, fn=fn), fn=fn)
+
+
+def l2_transform(
+  l2: optax.ScalarOrSchedule, selection: _selection.Selection, *, fn: str
+) -> optax.GradientTransformation:
+  """:func:`add_l2_to_grad` from checked arguments, its errors naming ``fn``."""
+  return _leafwise(fn=fn, arg="l2", value=l2, selection=selection, leaf_fn=add_l2)
+
+
+def add_l2(g: Any, w: Any, l2: Any) -> Any:
+  """``add_l2_to_grad``'s leaf expression (shared with ``fused_adamw``'s loop)."""
+  return g + l2 * w
+
+
+def decoupled_weight_decay(
+  rate: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None, cautious: bool = False
+) -> optax.GradientTransformation:
+  r"""Shrinks the selected weights by ``rate`` per step, outside the optimizer.
+
+  Each selected update leaf becomes
+
+  .. math::
+
+    u_t \leftarrow u_t - r_t \, w_t ,
+
+  so after ``params = optax.apply_updates(params, updates)`` one step is
+  :math:`w_{t+1} = (1 - r_t)\,w_t + u_t`. Put it **after** the optimizer (after
+  its learning-rate scaling and sign flip): the decay is then never
+  preconditioned, which is what AdamW's "decoupled" means.
+
+  ``rate`` is the fraction of each weight removed per step. It is **not**
+  multiplied by any learning rate: to reproduce ``optax.adamw(lr,
+  weight_decay=wd)`` or PyTorch's ``AdamW``, pass
+  ``rate=od.l2_to_decay_rate(wd, lr)`` (a schedule if ``lr`` is one).
+
+  **Cautious weight decay** (``cautious=True``; Chen et al., 2025) decays a
+  coordinate only where the optimizer is already moving it towards zero. The
+  paper writes the step with the *descent direction* :math:`d_t` (the vector
+  that is subtracted, e.g. :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)` for Adam):
+
+  .. math::
+
+    w_{t+1} = w_t - \eta_t\bigl(d_t + \lambda\,\mathbb{1}(d_t \odot w_t \ge 0)
+    \odot w_t\bigr).
+
+  In Optax's convention the incoming update is already the signed step that
+  is *added* to the params, :math:`u_t = -\eta_t d_t` (with
+  :math:`\eta_t > 0`), so :math:`d_t \odot w_t \ge 0` becomes
+  :math:`u_t \odot w_t \le 0` and this transform computes
+
+  .. math::
+
+    u_t \leftarrow u_t - r_t\,\mathbb{1}(u_t \odot w_t \le 0) \odot w_t ,
+    \qquad r_t = \eta_t\lambda .
+
+  The gate is evaluated on the signs (``sign(u) * sign(w) <= 0``), so an
+  update that is exactly zero, or a product that would underflow, still
+  counts as "same sign" and is decayed, as the paper's :math:`\ge 0` says.
+  The gate is only right if the incoming update has its final sign: put the
+  transform after the optimizer's sign flip (``optax.adam``, ``optax.sgd``, or
+  ``scale_by_learning_rate``), never between ``scale_by_adam`` and
+  ``scale_by_learning_rate``, where it would decay exactly the wrong
+  coordinates.
+
+  Args:
+    rate: :math:`0 \le r_t < 1`: a float, or a schedule ``step -> float``
+      evaluated on this transform's own count (0 on the first update). A Python
+      ``0`` makes the transform the identity.
+    mask: which leaves, and how strongly: ``None`` (every leaf), a pytree of
+      ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
+      (or a prefix of them), or a callable ``params -> such a pytree`` such as
+      :func:`bias_mask`. See "Choosing what decays" in the how-to.
+
+  Returns:
+    An :class:`optax.GradientTransformation`; its state is
+    ``optax.EmptyState()`` for a constant ``rate`` and a
+    ``ScheduleState(count)`` for a schedule.
+
+  Raises:
+    ValueError: ``rate`` (or ``rate`` times a mask multiplier) is negative,
+      non-finite or ``>= 1``; ``update`` is called without ``params``; ``mask``
+      does not match the params; an update's shape differs from its parameter's.
+    TypeError: ``mask`` has a leaf that is neither a bool nor a number, or
+      selects a non-float leaf; ``cautious`` is not a bool.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> params = {'w': jnp.array([1.0, -2.0]), 'bias': jnp.array([3.0])}
+    >>> tx = optax.chain(
+    ...     optax.adam(1e-3), od.decoupled_weight_decay(0.01, mask=od.bias_mask))
+    >>> grads = {'w': jnp.zeros(2), 'bias': jnp.zeros(1)}
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> updates['w'], updates['bias']
+    (Array([-0.01,  0.02], dtype=float32), Array([0.], dtype=float32))
+
+    With ``cautious=True`` only the coordinates the update pushes towards zero
+    are decayed (here the first: update ``-0.1`` on weight ``1.0``):
+
+    >>> cwd = od.decoupled_weight_decay(0.01, cautious=True)
+    >>> u, _ = cwd.update({'w': jnp.array([-0.1, -0.1])}, cwd.init(params),
+    ...                   {'w': jnp.array([1.0, -2.0])})
+    >>> u['w']
+    Array([-0.11, -0.1 ], dtype=float32)
+
+  References:
+    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithms 1-2).
+
+    Chen et al., `Cautious Weight Decay <https://arxiv.org/abs/2510.12402>`_,
+    arXiv 2510.12402, 2025.
+  """
+  fn = "decoupled_weight_decay"
+  _hparams.check_rate(rate, fn=fn, arg="rate")
+  _hparams.check_bool(cautious, fn=fn, arg="cautious")
+  return decay_transform(rate, _selection.selection(mask, fn=fn), fn=fn, cautious=cautious)
+
+
+def decay_transform(
+  rate: optax.ScalarOrSchedule,
+  selection: _selection.Selection,
+  *,
+  fn: str,
+  arg: str = "rate",
+  cautious: bool = False,
+) -> optax.GradientTransformation:
+  """:func:`decoupled_weight_decay` from checked arguments, its errors naming ``fn``."""
+  leaf_fn = _cautious_decay if cautious else _decay
+  return _leafwise(fn=fn, arg=arg, value=rate, selection=selection, leaf_fn=leaf_fn, high=1.0)
+
+
+def _decay(u: Any, w: Any, rate: Any) -> Any:
+  return u - rate * w
+
+
+def _cautious_decay(u: Any, w: Any, rate: Any) -> Any:
+  # Optax's u is minus the descent direction: decay where sign(u)*sign(w) <= 0.
+  gate = jnp.sign(u) * jnp.sign(w) <= 0
+  return u - rate * jnp.where(gate, w, jnp.zeros_like(w))
+
+
+def proximal_weight_decay(
+  rate: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None
+) -> optax.GradientTransformation:
+  r"""Weight decay in proximal (implicit) form: :math:`w \leftarrow (w + u)/(1 + r_t)`.
+
+  Decoupled decay :func:`decoupled_weight_decay` takes an *explicit* step on
+  the penalty :math:`\tfrac{\lambda}{2}\lVert w\rVert^2`, evaluated at the old
+  weights. The proximal step evaluates it at the *new* weights, i.e. solves
+  :math:`w_{t+1} = w_t + u_t - r_t w_{t+1}`:
+
+  .. math::
+
+    w_{t+1} = \frac{w_t + u_t}{1 + r_t},
+    \qquad\text{so the update is}\qquad
+    u_t \leftarrow \frac{u_t - r_t\, w_t}{1 + r_t} .
+
+  With an Adam step :math:`u_t = -\eta_t\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` and
+  :math:`r_t = \eta_t\lambda` this is Zhuang et al.'s AdamW-as-proximal-Adam,
+  :math:`\theta_t = (\theta_{t-1} - \eta_t\hat m_t/(\sqrt{\hat v_t}+\epsilon))
+  /(1+\eta_t\lambda)`. It differs from the explicit update :math:`u_t - r_t w_t`
+  by :math:`-\tfrac{r_t}{1+r_t}(u_t - r_t w_t)`: second order in the step size
+  when :math:`u_t` and :math:`r_t` are both proportional to :math:`\eta_t`, so
+  the two agree to first order. Unlike the explicit step, it never overshoots:
+  any :math:`r_t \ge 0` only scales the weights by :math:`1/(1+r_t) \in (0, 1]`,
+  so ``rate >= 1`` is allowed here.
+
+  Put it **after** the optimizer, like :func:`decoupled_weight_decay`.
+
+  Args:
+    rate: :math:`r_t \ge 0`: a float, or a schedule ``step -> float`` evaluated
+      on this transform's own count (0 on the first update). A Python ``0``
+      makes the transform the identity.
+    mask: which leaves, and how strongly: ``None`` (every leaf), a pytree of
+      ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
+      (or a prefix of them), or a callable ``params -> such a pytree`` such as
+      :func:`bias_mask`. See "Choosing what decays" in the how-to.
+
+  Returns:
+    An :class:`optax.GradientTransformation`; its state is
+    ``optax.EmptyState()`` for a constant ``rate`` and a
+    ``ScheduleState(count)`` for a schedule.
+
+  Raises:
+    ValueError: ``rate`` is negative or non-finite; ``update`` is called
+      without ``params``; ``mask`` does not match the params; an update's shape
+      differs from its parameter's.
+    TypeError: ``mask`` has a leaf that is neither a bool nor a number, or
+      selects a non-float leaf.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> params = {'w': jnp.array([1.0, -2.0])}
+    >>> tx = od.proximal_weight_decay(0.25)
+    >>> updates, _ = tx.update({'w': jnp.array([0.25, 0.5])}, tx.init(params), params)
+    >>> optax.apply_updates(params, updates)['w']  # (w + u) / 1.25
+    Array([ 1. , -1.2], dtype=float32)
+
+  References:
+    Zhuang, Liu, Cutkosky & Orabona, `Understanding AdamW through Proximal
+    Methods and Scale-Freeness <https://arxiv.org/abs/2202.00089>`_, TMLR 2022.
+  """
+  fn = "proximal_weight_decay"
+  _hparams.check_scalar_or_schedule(rate, fn=fn, arg="rate")
+  return _leafwise(
+    fn=fn, arg="rate", value=rate, selection=_selection.selection(mask, fn=fn), leaf_fn=_proximal
+  )
+
+
+def _proximal(u: Any, w: Any, rate: Any) -> Any:
+  return (u - rate * w) / (1 + rate)

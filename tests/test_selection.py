@@ -1,0 +1,326 @@
+"""What ``mask=`` means (``optaxdecay._selection``), tried as Optax's own tests try ``masked``.
+
+Every test runs on the three leafwise transforms. Several are ports of the cases in Optax's
+``transforms/_masking_test.py`` and ``_adding_test.py`` that apply to a decay transform.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxdecay as od
+
+# (factory, the update it computes for incoming update u, weight w and coefficient c)
+TRANSFORMS = {
+  "add_l2_to_grad": (od.add_l2_to_grad, lambda u, w, c: u + c * w),
+  "decoupled_weight_decay": (od.decoupled_weight_decay, lambda u, w, c: u - c * w),
+  "cautious": (
+    lambda c, **kw: od.decoupled_weight_decay(c, cautious=True, **kw),
+    lambda u, w, c: u - c * jnp.where(jnp.sign(u) * jnp.sign(w) <= 0, w, 0.0),
+  ),
+  "proximal_weight_decay": (od.proximal_weight_decay, lambda u, w, c: (u - c * w) / (1 + c)),
+}
+
+
+@pytest.fixture(params=list(TRANSFORMS))
+def tx_case(request):
+  return request.param, *TRANSFORMS[request.param]
+
+
+def _params():
+  return {"a": 1.0, "b": [2.0, 3.0], "c": {"d": 4.0, "e": (5.0, 6.0)}}
+
+
+def _arrays(tree):
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+
+
+def _expect(expr, updates, params, mults):
+  return jax.tree.map(lambda u, w, m: expr(u, w, 0.1 * m) if m else u, updates, params, mults)
+
+
+# --------------------------------------------------------------------------------------------
+# Ports of optax/transforms/_masking_test.py and _adding_test.py
+
+
+@pytest.mark.parametrize("use_fn", [False, True])
+def test_masked_port(tx_case, use_fn):
+  """``test_masked``: a full-tree bool mask, static or a function; repeated application."""
+  _, make, expr = tx_case
+  mask = {"a": True, "b": [False, True], "c": {"d": True, "e": (False, True)}}
+  params = _arrays(_params())
+  updates = jax.tree.map(lambda x: -x / 10.0, params)  # opposite sign: cautious decays too
+  tx = make(0.1, mask=(lambda _: mask) if use_fn else mask)
+  update = jax.jit(tx.update)
+  state = jax.jit(tx.init)(params)
+  mults = jax.tree.map(float, mask)
+  out, state = update(updates, state, params)
+  chex.assert_trees_all_close(out, _expect(expr, updates, params, mults), atol=1e-7)
+  again, _ = update(out, state, params)
+  chex.assert_trees_all_close(again, _expect(expr, out, params, mults), atol=1e-7)
+
+
+def test_prefix_mask_port(tx_case):
+  """``test_prefix_mask``: a mask that is a prefix of the params."""
+  _, make, expr = tx_case
+  mask = {"a": True, "b": False, "c": {"d": False, "e": True}}
+  params = _arrays({"a": 1.0, "b": {"f": 2.0}, "c": {"d": 3.0, "e": ([4.0, 5.0], 6.0)}})
+  updates = jax.tree.map(lambda x: -x / 10.0, params)
+  tx = make(0.1, mask=mask)
+  out, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+  mults = {"a": 1.0, "b": {"f": 0.0}, "c": {"d": 0.0, "e": ([1.0, 1.0], 1.0)}}
+  chex.assert_trees_all_close(out, _expect(expr, updates, params, mults), atol=1e-7)
+
+
+@pytest.mark.parametrize("container", [list, tuple, dict])
+def test_empty_params_port(tx_case, container):
+  """``test_empty``: no parameters at all is no error and changes nothing."""
+  _, make, _ = tx_case
+  for mask in (None, od.bias_mask, container()):
+    tx = make(0.1, mask=mask)
+    out, _ = tx.update(container(), tx.init(container()), container())
+    assert out == container()
+
+
+@pytest.mark.parametrize("extra_key_in_mask", [False, True])
+@pytest.mark.parametrize("use_fn", [False, True])
+def test_tree_mismatch_fails_port(tx_case, extra_key_in_mask, use_fn):
+  """``test_tree_mismatch_fails``: an extra key on either side raises at ``init``."""
+  name, make, _ = tx_case
+  mask = {"a": True, "b": [False, True], "c": {"d": True, "e": (False, True)}}
+  params = _arrays(_params())
+  if extra_key_in_mask:
+    mask["c"]["extra"] = True
+  else:
+    params["c"]["extra"] = jnp.float32(7.0)
+  tx = make(0.1, mask=(lambda _: mask) if use_fn else mask)
+  fn = name if name != "cautious" else "decoupled_weight_decay"
+  with pytest.raises(ValueError, match=f"{fn}: `mask` does not match the params.*extra"):
+    tx.init(params)
+
+
+def test_mask_fn_port(tx_case):
+  """``test_mask_fn``: a mask function over mixed NumPy/JAX leaves."""
+  _, make, expr = tx_case
+  params = {"a": jnp.ones((1, 2)), "b": (jnp.ones((1,)), np.ones((1, 2, 3), np.float32))}
+  tx = make(0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p))
+  grads = jax.tree.map(lambda x: -2 * x, params)
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  chex.assert_trees_all_close(
+    out, _expect(expr, grads, params, {"a": 1.0, "b": (0.0, 1.0)}), rtol=1e-6
+  )
+
+
+def test_nested_inside_optax_masked_port(tx_case):
+  """``test_nested_mask`` (optax#271): our mask inside an outer ``optax.masked``."""
+  _, make, expr = tx_case
+  params = {
+    "linear_1": {"w": jnp.full((1, 1), 2.0), "b": jnp.full(1, 2.0)},
+    "linear_2": {"w": jnp.full((1, 2), 2.0), "b": jnp.full(2, 2.0)},
+    "linear_3": {"w": jnp.full((2, 3), 2.0), "b": jnp.full(3, 2.0)},
+  }
+  inner_mask = jax.tree.map(lambda _: True, params)
+  inner_mask["linear_2"] = False
+  outer = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+  tx = optax.masked(make(0.1, mask=inner_mask), outer)
+  updates = jax.tree.map(lambda x: -jnp.ones_like(x), params)
+  out, _ = jax.jit(tx.update)(updates, jax.jit(tx.init)(params), params)
+  want = copy.deepcopy(updates)
+  for layer in ("linear_1", "linear_3"):
+    want[layer]["w"] = expr(updates[layer]["w"], params[layer]["w"], 0.1)
+  chex.assert_trees_all_close(out, want)
+
+
+def test_none_updates_port(tx_case):
+  """``test_none_argument``: ``update(None, state, params)`` returns ``None``; None leaves pass."""
+  _, make, expr = tx_case
+  weights = (jnp.ones((2,)), {"a": jnp.ones((2,)), "b": jnp.ones((2,))})
+  tx = make(0.1)
+  out, _ = tx.update(None, tx.init(weights), weights)
+  assert out is None
+  updates = (None, {"a": -jnp.ones(2), "b": None})
+  out, _ = tx.update(updates, tx.init(weights), weights)
+  assert out[0] is None and out[1]["b"] is None
+  np.testing.assert_allclose(out[1]["a"], expr(-jnp.ones(2), jnp.ones(2), 0.1))
+
+
+def test_update_requires_params_port(tx_case):
+  _, make, _ = tx_case
+  tx = make(0.1)
+  with pytest.raises(ValueError, match="`update` needs `params`"):
+    tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}))
+
+
+def test_tree_map_params_port(tx_case):
+  """``optax.tree.map_params`` calls ``init`` with a placeholder: state shardings still work."""
+  _, make, _ = tx_case
+  params = {"w": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+  for rate in (0.1, optax.linear_schedule(0.1, 0.0, 10)):
+    tx = optax.chain(optax.adam(1e-3), make(rate, mask=od.bias_mask))
+    state = tx.init(params)
+    mapped = optax.tree.map_params(tx, lambda p: p + 1, state)
+    chex.assert_trees_all_equal_structs(mapped, state)
+
+
+# --------------------------------------------------------------------------------------------
+# A selection with nothing in it is the identity.
+
+
+@pytest.mark.parametrize("outer", ["masked-prefix", "masked-full", "partition"])
+def test_everything_removed_by_an_outer_wrapper_is_the_identity(tx_case, outer):
+  _, make, _ = tx_case
+  params = {"head": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "body": jnp.ones(3)}
+  updates = jax.tree.map(lambda x: -x, params)
+  inner = make(0.1, mask=od.bias_mask)
+  if outer == "masked-prefix":
+    tx = optax.masked(inner, {"head": False, "body": False})
+  elif outer == "masked-full":
+    tx = optax.masked(inner, jax.tree.map(lambda _: False, params))
+  else:
+    # a group whose only members are... none: every label is the other group's
+    labels = jax.tree.map(lambda _: "frozen", params)
+    tx = optax.partition({"decayed": inner, "frozen": optax.identity()}, labels)
+  out, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+  chex.assert_trees_all_equal(out, updates)
+
+
+def test_full_tree_static_mask_inside_optax_masked(tx_case):
+  """The outer wrapper replaced some params by ``MaskedNode``: their mask entries are ignored."""
+  _, make, expr = tx_case
+  params = {"head": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones(2)}, "body": jnp.ones(3)}
+  full = {"head": {"kernel": True, "bias": False}, "body": True}
+  tx = optax.masked(make(0.1, mask=full), {"head": True, "body": False})
+  updates = jax.tree.map(lambda x: -x, params)
+  out, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+  want = dict(updates, head=dict(updates["head"]))
+  want["head"]["kernel"] = expr(updates["head"]["kernel"], params["head"]["kernel"], 0.1)
+  chex.assert_trees_all_close(out, want)
+
+
+def test_partition_group_of_only_biases_is_the_identity(tx_case):
+  _, make, expr = tx_case
+  params = {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones(2)}
+  labels = {"kernel": "weights", "bias": "biases"}
+  tx = optax.partition({"weights": make(0.1), "biases": make(0.1, mask=od.bias_mask)}, labels)
+  updates = jax.tree.map(lambda x: -x, params)
+  out, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+  np.testing.assert_array_equal(out["bias"], updates["bias"])
+  np.testing.assert_allclose(out["kernel"], expr(updates["kernel"], params["kernel"], 0.1))
+
+
+def test_all_false_and_all_zero_masks_are_the_identity(tx_case):
+  _, make, _ = tx_case
+  params = {"w": jnp.ones(2), "v": jnp.ones(3)}
+  updates = jax.tree.map(lambda x: -x, params)
+  for mask in ({"w": False, "v": False}, {"w": 0.0, "v": 0.0}, lambda p: {"w": 0.0, "v": False}):
+    tx = make(0.1, mask=mask)
+    out, _ = tx.update(updates, tx.init(params), params)
+    chex.assert_trees_all_equal(out, updates)
+
+
+# --------------------------------------------------------------------------------------------
+# Function or pytree: optax#913
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class _CallableModule:
+  """A callable pytree, as every Equinox module is."""
+
+  weight: object
+  bias: object
+
+  def __call__(self, x):
+    return self.weight @ x + self.bias
+
+
+def test_callable_pytree_mask_is_a_pytree(tx_case):
+  _, make, expr = tx_case
+  model = _CallableModule(jnp.full((2, 2), 2.0), jnp.ones(2))
+  mask = od.bias_mask(model)
+  assert callable(mask) and mask == _CallableModule(True, False)
+  tx = make(0.1, mask=mask)
+  updates = jax.tree.map(lambda x: -x, model)
+  out, _ = tx.update(updates, tx.init(model), model)
+  np.testing.assert_array_equal(out.bias, updates.bias)
+  np.testing.assert_allclose(out.weight, expr(updates.weight, model.weight, 0.1))
+
+
+def test_equinox_precomputed_masks(tx_case):
+  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
+  _, make, expr = tx_case
+  model = eqx.nn.MLP(3, 2, width_size=4, depth=1, key=jax.random.key(0))
+  params = eqx.filter(model, eqx.is_inexact_array)
+  for mask in (jax.tree.map(lambda x: x.ndim > 1, params), od.bias_mask(params)):
+    tx = make(0.1, mask=mask)
+    updates = jax.tree.map(lambda x: -x, params)
+    out, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+    for layer_out, layer_u, layer_p in zip(out.layers, updates.layers, params.layers, strict=True):
+      np.testing.assert_array_equal(layer_out.bias, layer_u.bias)
+      np.testing.assert_allclose(
+        layer_out.weight, expr(layer_u.weight, layer_p.weight, 0.1), rtol=1e-6
+      )
+
+
+# --------------------------------------------------------------------------------------------
+# Clear errors
+
+
+def test_mask_factory_uncalled_raises(tx_case):
+  _, make, _ = tx_case
+  for factory, name in ((od.decay_mask, "decay_mask"), (od.decay_multipliers, "decay_multipliers")):
+    with pytest.raises(TypeError, match=rf"`mask=optaxdecay\.{name}` is the mask \*builder\*"):
+      make(0.1, mask=factory)
+
+
+def test_mask_function_returning_a_function_raises(tx_case):
+  _, make, _ = tx_case
+  tx = make(0.1, mask=lambda p: od.bias_mask)
+  with pytest.raises(TypeError, match="returned a function"):
+    tx.init({"w": jnp.ones(2)})
+
+
+@pytest.mark.parametrize(
+  ("leaf", "error", "match"),
+  [
+    (-0.5, ValueError, r"'w' is -0.5; a multiplier must be finite and >= 0"),
+    (float("nan"), ValueError, "must be finite and >= 0"),
+    (1, TypeError, r"For a multiplier write 1.0"),
+    ("yes", TypeError, "expected a Python bool or a float"),
+    (jnp.asarray(True), TypeError, "static_args=\\('mask',\\)"),
+  ],
+)
+def test_bad_mask_leaf_raises_at_construction(tx_case, leaf, error, match):
+  _, make, _ = tx_case
+  with pytest.raises(error, match=match):
+    make(0.1, mask={"w": leaf})
+
+
+def test_bad_mask_leaf_from_a_function_raises_at_init(tx_case):
+  _, make, _ = tx_case
+  tx = make(0.1, mask=lambda p: {"w": -1.0})
+  with pytest.raises(ValueError, match="a multiplier must be finite and >= 0"):
+    tx.init({"w": jnp.ones(2)})
+
+
+def test_update_shape_mismatch_raises(tx_case):
+  """Broadcasting would silently be wrong: ``(1, 2)`` update on a ``(2, 2)`` weight."""
+  _, make, _ = tx_case
+  params = {"w": jnp.ones((2, 2))}
+  tx = make(0.1)
+  with pytest.raises(ValueError, match=r"update at 'w' has shape \(1, 2\).*\(2, 2\)"):
+    tx.update({"w": jnp.ones((1, 2))}, tx.init(params), params)
+
+
+def test_multiplier_times_rate_at_least_one_raises():
+  tx = od.decoupled_weight_decay(0.6, mask={"w": 2.0})
+  with pytest.raises(ValueError, match=r"`rate`=0.6 times the largest `mask` multiplier 2.0"):
+    tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}), {"w": jnp.ones(1)})
