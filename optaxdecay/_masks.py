@@ -54,19 +54,16 @@ def leaf_name(names: _tree.Names) -> str | None:
   return _SEPARATORS.split(names[-1])[-1]
 
 
-def _compile(patterns: Iterable[str], *, fn: str, arg: str, full: bool = False) -> list[Any]:
-  out = []
-  for i, p in enumerate(patterns):
-    if not isinstance(p, str):
-      raise TypeError(f"{fn}: `{arg}[{i}]` must be a regular expression string, got {p!r}.")
-    try:
-      out.append(re.compile(p))
-    except re.error as e:
-      raise ValueError(f"{fn}: `{arg}[{i}]` = {p!r} is not a valid regular expression: {e}.") from e
-  return out
+def _regex(pattern: Any, *, fn: str, arg: str) -> re.Pattern[str]:
+  if not isinstance(pattern, str):
+    raise TypeError(f"{fn}: `{arg}` must be a regular expression string, got {pattern!r}.")
+  try:
+    return re.compile(pattern)
+  except re.error as e:
+    raise ValueError(f"{fn}: `{arg}` = {pattern!r} is not a valid regular expression: {e}.") from e
 
 
-def _stacking_rules(stacked: Any, *, fn: str) -> list[tuple[Any, int]]:
+def _stacking_rules(stacked: Any, *, fn: str) -> list[tuple[re.Pattern[str], int]]:
   """``stacked`` as ``[(compiled regex, leading axes)]``; a bare string means one axis."""
   if isinstance(stacked, str):
     stacked = (stacked,)
@@ -78,11 +75,11 @@ def _stacking_rules(stacked: Any, *, fn: str) -> list[tuple[Any, int]]:
       raise TypeError(
         f"{fn}: `stacked[{i}]` must be a regex or a (regex, n_axes >= 1) pair, got {entry!r}."
       )
-    rules.append((_compile([pattern], fn=fn, arg=f"stacked[{i}]")[0], axes))
+    rules.append((_regex(pattern, fn=fn, arg=f"stacked[{i}]"), axes))
   return rules
 
 
-def _layer_ndim(leaf: _tree.Leaf, stacked: list[tuple[Any, int]], *, fn: str) -> int:
+def _layer_ndim(leaf: _tree.Leaf, stacked: list[tuple[re.Pattern[str], int]], *, fn: str) -> int:
   """The leaf's dimensions per layer: its ``ndim`` less the stacking axes that apply."""
   ndim = int(np.ndim(leaf.value))
   for pattern, axes in stacked:
@@ -239,7 +236,7 @@ def decay_mask(
       f"e.g. ({exclude!r},), not a single string."
     )
   names = frozenset(exclude)
-  patterns = _compile(exclude_regex, fn=fn, arg="exclude_regex")
+  patterns = [_regex(p, fn=fn, arg=f"exclude_regex[{i}]") for i, p in enumerate(exclude_regex)]
   if min_ndim is not None and (
     isinstance(min_ndim, bool) or not isinstance(min_ndim, int) or min_ndim < 0
   ):
@@ -319,7 +316,7 @@ def decay_multipliers(
   for i, rule in enumerate(rules):
     if not (isinstance(rule, (tuple, list)) and len(rule) == 2):
       raise TypeError(f"{fn}: `rules[{i}]` must be a (regex, multiplier) pair, got {rule!r}.")
-    pattern = _compile([rule[0]], fn=fn, arg=f"rules[{i}][0]")[0]
+    pattern = _regex(rule[0], fn=fn, arg=f"rules[{i}][0]")
     compiled.append((pattern, _check_multiplier(rule[1], fn=fn, arg=f"rules[{i}][1]")))
   fallback = _check_multiplier(default, fn=fn, arg="default")
 

@@ -51,15 +51,21 @@ def _sgd_pair(lr, l2, mask):
   return tx_l2, tx_wd
 
 
+# Per-leaf strengths (big_vision's wd_mults): the first layer's kernel at full strength, the
+# head's at a quarter, biases none.
+MULTIPLIERS = od.decay_multipliers([("Dense_0/kernel", 1.0), ("Dense_1/kernel", 0.25)])
+MASKS = {"all": None, "bias_mask": od.bias_mask, "multipliers": MULTIPLIERS}
+
+
 @pytest.mark.parametrize("lr_kind", ["constant", "schedule"])
-@pytest.mark.parametrize("use_mask", [False, True], ids=["all", "bias_mask"])
+@pytest.mark.parametrize("mask_kind", list(MASKS))
 @pytest.mark.parametrize(
   "x64,rtol,atol", [(False, 1e-5, 1e-6), (True, 1e-12, 1e-14)], ids=["float32", "float64"]
 )
-def test_sgd_l2_equals_decoupled_on_digits(lr_kind, use_mask, x64, rtol, atol, make_digits):
+def test_sgd_l2_equals_decoupled_on_digits(lr_kind, mask_kind, x64, rtol, atol, make_digits):
   with jax.enable_x64(x64):
     problem = make_digits(jnp.float64 if x64 else jnp.float32)
-    mask = od.bias_mask if use_mask else None
+    mask = MASKS[mask_kind]
     lr = _lr(lr_kind)
     tx_l2, tx_wd = _sgd_pair(lr, L2, mask)
     div = odt.assert_equivalent(
@@ -71,7 +77,18 @@ def test_sgd_l2_equals_decoupled_on_digits(lr_kind, use_mask, x64, rtol, atol, m
     reg = odt.trajectory(tx_l2, problem.params, problem.grad_fn, STEPS)
     effect = _distance(plain, reg)
     assert effect > 1e3 * max(div.max_abs, atol), (effect, div)
-    print(f"\nSGD L2 vs decoupled ({lr_kind}, {mask and 'bias_mask'}, x64={x64}): {div}")
+    if mask_kind == "multipliers":
+      # The multiplier is really applied: the head's kernel is decayed, but less than at x1.
+      full = odt.trajectory(
+        _sgd_pair(lr, L2, od.decay_multipliers([(".*/kernel", 1.0)]))[0],
+        problem.params,
+        problem.grad_fn,
+        STEPS,
+      )
+      head = lambda t: t["Dense_1"]["kernel"][-1]
+      moved, moved_full = _distance(head(plain), head(reg)), _distance(head(plain), head(full))
+      assert 0.1 * moved_full < moved < 0.5 * moved_full, (moved, moved_full)
+    print(f"\nSGD L2 vs decoupled ({lr_kind}, {mask_kind}, x64={x64}): {div}")
 
 
 def test_scheduled_l2_and_schedule_lr_equal_decoupled(digits32):

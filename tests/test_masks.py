@@ -210,3 +210,247 @@ def test_mask_called_with_step_count_raises():
 def test_scalar_float_params_are_fine():
   assert od.bias_mask(jnp.ones(())) is False  # a bare 0-d leaf with no name
   chex.assert_trees_all_equal(od.bias_mask({"w": jnp.ones(())}), {"w": True})
+
+
+# --------------------------------------------------------------------------------------------
+# Per-leaf multipliers: decay_multipliers (big_vision's wd_mults)
+
+
+def test_decay_multipliers_first_match_wins_and_default():
+  params = {
+    "head": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)},
+    "enc": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3)},
+    "embed": {"embedding": jnp.ones((5, 3))},
+  }
+  rules = [("head/kernel", 0.5), (".*/kernel", 1.0), ("head/.*", 3.0)]
+  assert od.decay_multipliers(rules)(params) == {
+    "head": {"kernel": 0.5, "bias": 3.0},
+    "enc": {"kernel": 1.0, "bias": 0.0},
+    "embed": {"embedding": 0.0},
+  }
+  # fullmatch, not search: 'kernel' alone matches no path.
+  assert od.decay_multipliers([("kernel", 1.0)], default=0.1)(params)["enc"]["kernel"] == 0.1
+
+
+def test_decay_multipliers_scale_the_decay_per_leaf():
+  params = {"a": jnp.full(2, 2.0), "b": jnp.full(2, 2.0), "c": jnp.full(2, 2.0)}
+  mask = od.decay_multipliers([("a", 1.0), ("b", 0.25)])
+  for make, sign in ((od.decoupled_weight_decay, -1), (od.add_l2_to_grad, 1)):
+    tx = make(0.1, mask=mask)
+    out, _ = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_allclose(out["a"], sign * 0.2)
+    np.testing.assert_allclose(out["b"], sign * 0.05)
+    np.testing.assert_array_equal(out["c"], 0.0)
+
+
+@pytest.mark.parametrize(
+  ("rules", "default", "error", "match"),
+  [
+    ("kernel", 0.0, TypeError, "`rules` must be a sequence of"),
+    ([("a", 1.0, 2)], 0.0, TypeError, r"`rules\[0\]` must be a \(regex, multiplier\) pair"),
+    ([("(", 1.0)], 0.0, ValueError, r"`rules\[0\]\[0\]` = '\(' is not a valid regular"),
+    ([("a", -1.0)], 0.0, ValueError, r"`rules\[0\]\[1\]` must be finite and >= 0"),
+    ([("a", True)], 0.0, TypeError, r"`rules\[0\]\[1\]` must be a float"),
+    ([], float("inf"), ValueError, "`default` must be finite"),
+  ],
+)
+def test_decay_multipliers_bad_rules(rules, default, error, match):
+  with pytest.raises(error, match="decay_multipliers: " + match):
+    od.decay_multipliers(rules, default=default)
+
+
+def test_decay_mask_bad_regex_names_the_argument():
+  with pytest.raises(ValueError, match=r"decay_mask: `exclude_regex\[1\]` = '\[' is not a valid"):
+    od.decay_mask(exclude_regex=("ok", "["))
+
+
+# --------------------------------------------------------------------------------------------
+# Decided inconsistencies: Haiku offset, a 2-D `b`, lists inside dicts
+
+
+def test_two_dimensional_b_is_a_matrix_not_a_bias():
+  params = {"lora": {"a": jnp.ones((4, 2)), "b": jnp.ones((2, 4))}, "linear": {"b": jnp.ones(4)}}
+  assert od.bias_mask(params) == {"lora": {"a": True, "b": True}, "linear": {"b": False}}
+
+
+def test_wrapping_a_bare_list_in_a_dict_changes_nothing():
+  layers = [jnp.ones((2, 3)), jnp.ones(3), jnp.ones((3, 1)), jnp.ones(1)]
+  assert od.bias_mask(layers) == [True, False, True, False]
+  assert od.bias_mask({"layers": layers}) == {"layers": [True, False, True, False]}
+  assert od.bias_mask({"net": {"layers": tuple(layers)}})["net"]["layers"] == (
+    True,
+    False,
+    True,
+    False,
+  )
+
+
+def test_haiku_layer_norm_offset_is_not_decayed():
+  hk = pytest.importorskip("haiku", reason="dm-haiku is in the [test] extra")
+  f = hk.transform(lambda x: hk.LayerNorm(-1, True, True)(hk.Linear(3)(x)))
+  params = f.init(jax.random.key(0), jnp.ones((1, 2)))
+  assert od.bias_mask(params) == {
+    "layer_norm": {"offset": False, "scale": True},
+    "linear": {"b": False, "w": True},
+  }
+
+
+# --------------------------------------------------------------------------------------------
+# Rules by module class
+
+
+def _eqx_model(eqx):
+  class Block(eqx.Module):
+    embed: eqx.nn.Embedding
+    norm: eqx.nn.LayerNorm
+    rms: eqx.nn.RMSNorm
+    mlp: eqx.nn.MLP
+
+    def __init__(self, key):
+      k1, k2 = jax.random.split(key)
+      self.embed = eqx.nn.Embedding(10, 4, key=k1)
+      self.norm = eqx.nn.LayerNorm(4)
+      self.rms = eqx.nn.RMSNorm(4)
+      self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
+
+  return Block(jax.random.key(0))
+
+
+def test_exclude_modules_on_equinox_by_class_and_by_name():
+  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
+  params = eqx.filter(_eqx_model(eqx), eqx.is_inexact_array)
+  by_class = od.decay_mask(exclude_modules=(eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.Embedding))
+  levanter = od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embedding"))
+  for mask_fn in (by_class, levanter):
+    mask = mask_fn(params)
+    assert not mask.embed.weight and not mask.norm.weight and not mask.norm.bias
+    assert not mask.rms.weight
+    assert [layer.weight for layer in mask.mlp.layers] == [True, True]
+    assert [layer.bias for layer in mask.mlp.layers] == [False, False]
+  # Used as a precomputed mask, with Adam, on the module pytree itself.
+  tx = optax.chain(optax.adam(1e-2), od.decoupled_weight_decay(0.5, mask=levanter(params)))
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  out, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+  np.testing.assert_array_equal(out.norm.weight, 0.0)
+  np.testing.assert_allclose(out.mlp.layers[0].weight, -0.5 * params.mlp.layers[0].weight)
+
+
+def test_exclude_modules_matches_subclasses():
+  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
+
+  class MyNorm(eqx.nn.LayerNorm):
+    pass
+
+  params = {"n": eqx.filter(MyNorm(3), eqx.is_inexact_array), "w": jnp.ones((2, 2))}
+  for spec in (eqx.nn.LayerNorm, "LayerNorm"):
+    mask = od.decay_mask(exclude_modules=(spec,))(params)
+    assert mask["w"] and not mask["n"].weight
+
+
+def test_exclude_modules_on_an_nnx_module_gives_a_state_mask(nnx_model):
+  nnx, model = nnx_model
+  mask = od.decay_mask(exclude_modules=(nnx.LayerNorm,))(model)
+  state = nnx.state(model, nnx.Param)
+  assert jax.tree.structure(mask) == jax.tree.structure(state)
+  plain = nnx.to_pure_dict(nnx.State(mask)) if not isinstance(mask, dict) else mask
+  assert plain == {
+    "dense": {"kernel": True, "bias": False},
+    "norm": {"scale": False, "bias": False},
+    "head": {"kernel": True, "bias": False},
+  }
+  tx = optax.chain(optax.sgd(0.1), od.decoupled_weight_decay(0.5, mask=mask))
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  before = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
+  opt.update(model, jax.tree.map(jnp.zeros_like, before))
+  after = nnx.state(model, nnx.Param)
+  np.testing.assert_array_equal(after["norm"]["scale"][...], before["norm"]["scale"][...])
+  np.testing.assert_allclose(
+    after["dense"]["kernel"][...], 0.5 * before["dense"]["kernel"][...], rtol=1e-6
+  )
+
+
+def test_exclude_modules_on_plain_dicts_raises_instead_of_ignoring():
+  params = _linen_params()
+  mask_fn = od.decay_mask(exclude_modules=("LayerNorm",))
+  with pytest.raises(ValueError, match="`exclude_modules` needs params that carry their module"):
+    mask_fn(params)
+  tx = od.decoupled_weight_decay(0.1, mask=mask_fn)
+  with pytest.raises(ValueError, match="exclude_modules"):
+    tx.init(params)
+
+
+def test_exclude_modules_bad_entry():
+  with pytest.raises(TypeError, match=r"decay_mask: `exclude_modules\[0\]` must be a class"):
+    od.decay_mask(exclude_modules=(3,))
+
+
+# --------------------------------------------------------------------------------------------
+# Stacked layers: nn.scan (Linen) and nnx.vmap (NNX)
+
+
+def test_stacked_linen_scan_counts_per_layer_dimensions():
+  flax = pytest.importorskip("flax", reason="flax is in the [test] extra")
+  nn = flax.linen
+
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+      return nn.LayerNorm()(nn.Dense(4)(x)), None
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+      x, _ = stack(name="blocks")(x, None)
+      return nn.Dense(2, name="head")(x)
+
+  params = Net().init(jax.random.key(0), jnp.ones((1, 4)))["params"]
+  assert params["blocks"]["LayerNorm_0"]["scale"].shape == (3, 4)  # stacked: 2-D
+  naive = od.decay_mask(exclude=(), min_ndim=2)(params)
+  assert naive["blocks"]["LayerNorm_0"]["scale"]  # the jaxformer#28 bug
+  mask = od.decay_mask(exclude=(), min_ndim=2, stacked=("blocks/",))(params)
+  assert mask["blocks"] == {
+    "Dense_0": {"kernel": True, "bias": False},
+    "LayerNorm_0": {"scale": False, "bias": False},
+  }
+  assert mask["head"] == {"kernel": True, "bias": False}
+
+
+def test_stacked_nnx_vmap_layers():
+  nnx = pytest.importorskip("flax.nnx", reason="flax is in the [test] extra")
+
+  class Block(nnx.Module):
+    def __init__(self, rngs):
+      self.linear = nnx.Linear(4, 4, rngs=rngs)
+      self.norm = nnx.LayerNorm(4, rngs=rngs)
+
+  @nnx.split_rngs(splits=3)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def make(rngs):
+    return Block(rngs)
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.blocks = make(rngs)
+      self.head = nnx.Linear(4, 2, rngs=rngs)
+
+  model = Net(nnx.Rngs(0))
+  state = nnx.state(model, nnx.Param)
+  assert state["blocks"]["norm"]["scale"][...].shape == (3, 4)
+  mask = od.decay_mask(min_ndim=2, stacked=[("blocks/", 1)])(model)
+  flat = {leaf.path: leaf.value for leaf in od._tree.flatten_leaves(mask)[0]}
+  assert flat == {
+    "blocks/linear/bias": False,
+    "blocks/linear/kernel": True,
+    "blocks/norm/bias": False,
+    "blocks/norm/scale": False,
+    "head/bias": False,
+    "head/kernel": True,
+  }
+
+
+def test_stacked_bad_arguments():
+  with pytest.raises(TypeError, match=r"decay_mask: `stacked\[0\]` must be a regex or a"):
+    od.decay_mask(stacked=[("layers/", 0)])
+  with pytest.raises(ValueError, match=r"`stacked` says 'w' has 2 leading stacking axes"):
+    od.decay_mask(stacked=[("w", 2)])({"w": jnp.ones(3)})
