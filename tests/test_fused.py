@@ -356,3 +356,119 @@ def test_mismatched_mask_raises_at_step():
   opt = od.fused_adamw(1e-3, mask={"v": True})
   with pytest.raises(ValueError, match=r"fused_adamw: `mask` does not match"):
     opt.step(params, params, optax.adamw(1e-3).init(params))
+
+
+# --------------------------------------------------------------------------------------------
+# The same contract as optax.adamw
+
+
+def test_signature_matches_optax_adamw_positionally():
+  import inspect
+
+  ours = list(inspect.signature(od.fused_adamw).parameters.values())
+  theirs = list(inspect.signature(optax.adamw).parameters.values())
+  assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
+    (p.name, p.kind, p.default) for p in theirs
+  ]
+  extra = ours[len(theirs) :]
+  assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
+  # A positional call means the same as optax.adamw's.
+  params = _params()
+  args = (1e-2, 0.8, 0.99, 1e-6, 0.0, jnp.bfloat16, 0.05, od.bias_mask)
+  opt, tx = od.fused_adamw(*args, chunk_size=CHUNK), optax.adamw(*args)
+  fused = _run(jax.jit(opt.step), opt.init(params), params, 3)
+  ref = _run(_optax_step(tx), tx.init(params), params, 3)
+  chex.assert_trees_all_equal(fused[-1], ref[-1])
+
+
+@pytest.mark.parametrize(
+  "kw",
+  [
+    dict(mu_dtype=jnp.bfloat16),
+    dict(mu_dtype=jnp.bfloat16, learning_rate=optax.linear_schedule(1e-2, 0.0, 5)),
+    dict(nesterov=True),
+    dict(nesterov=True, mu_dtype=jnp.bfloat16, learning_rate=optax.linear_schedule(1e-2, 0.0, 5)),
+  ],
+  ids=["mu_dtype", "mu_dtype-scheduled", "nesterov", "nesterov-mu_dtype-scheduled"],
+)
+def test_mu_dtype_and_nesterov_match_optax_adamw(kw):
+  """mu_dtype: bit-identical. nesterov: bit-identical outside the loop, a few ulp inside it."""
+  kw = {"learning_rate": 1e-2, "weight_decay": 0.1, **kw}
+  opt = od.fused_adamw(**kw, mask=od.bias_mask, chunk_size=CHUNK)
+  tx = optax.adamw(**kw, mask=od.bias_mask)
+  params = _params()
+  fused = _run(jax.jit(opt.step), opt.init(params), params, 5)
+  ref = _run(_optax_step(tx), tx.init(params), params, 5)
+  for t, (a, b) in enumerate(zip(fused, ref, strict=True)):
+    if not kw.get("nesterov"):
+      chex.assert_trees_all_equal(a, b, custom_message=f"step {t + 1}")
+      continue
+    for (path, x), y in zip(
+      jax.tree_util.tree_flatten_with_path(a[0])[0], jax.tree.leaves(b[0]), strict=True
+    ):
+      ulps = np.abs(np.asarray(x).view(np.int32).astype(np.int64) - np.asarray(y).view(np.int32))
+      in_loop = x.size >= CHUNK
+      assert ulps.max() <= (4 if in_loop else 0), (t, jax.tree_util.keystr(path), ulps.max())
+  if "mu_dtype" in kw:
+    assert fused[-1][1][0].mu["Dense_0"]["kernel"].dtype == jnp.bfloat16
+
+
+def test_inject_hyperparams_without_static_args():
+  params = _params()
+  lr = optax.linear_schedule(1e-2, 1e-3, 5)
+  injected = optax.inject_hyperparams(od.fused_adamw)(learning_rate=lr, weight_decay=0.1)
+  reference = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=0.1)
+  a = _run(_optax_step(injected), injected.init(params), params, 4)
+  b = _run(_optax_step(reference), reference.init(params), params, 4)
+  chex.assert_trees_all_equal(a[-1][0], b[-1][0])
+  assert not hasattr(injected, "step")
+  # The fused step with injected values: build the optimizer from them inside the jitted step.
+  state = injected.init(params)
+
+  @jax.jit
+  def fused_step(params, grads, state):
+    opt = od.fused_adamw(**state.hyperparams, chunk_size=CHUNK)
+    return opt.step(params, grads, state.inner_state)
+
+  grads = _grads(params, jnp.float32(0))
+  new_params, _ = fused_step(params, grads, state)
+  want, _ = _optax_step(reference)(params, grads, reference.init(params))
+  chex.assert_trees_all_equal(new_params, want)
+
+
+def test_traced_chunk_size_raises():
+  with pytest.raises(TypeError, match=r"static_args=\('chunk_size',\)"):
+    optax.inject_hyperparams(od.fused_adamw)(learning_rate=1e-3, chunk_size=64).init(_params())
+
+
+def test_float_multipliers_in_the_fused_step():
+  params = _params()
+  mults = od.decay_multipliers([("Dense_0/kernel", 0.5), (".*/kernel", 1.0)])
+  opt = od.fused_adamw(1e-2, weight_decay=0.1, mask=mults, chunk_size=CHUNK)
+  chain = optax.chain(
+    optax.adam(1e-2), od.decoupled_weight_decay(od.l2_to_decay_rate(0.1, 1e-2), mask=mults)
+  )
+  a = _run(jax.jit(opt.step), opt.init(params), params, 5)[-1][0]
+  b = _run(_optax_step(chain), chain.init(params), params, 5)[-1][0]
+  chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-7)
+  u = _run(_optax_step(opt), opt.init(params), params, 5)[-1][0]
+  chex.assert_trees_all_equal(a, u)  # step == update, multipliers included
+
+
+def test_bit_identity_scope_float16_and_eager_apply():
+  """The docstring's scope: float16 within 4 ulp; an eager apply_updates rounds differently."""
+  params = jax.tree.map(lambda x: x.astype(jnp.float16), _params())
+  opt = od.fused_adamw(1e-2, weight_decay=0.1, chunk_size=CHUNK)
+  grads = jax.tree.map(lambda g: g.astype(jnp.float16), _grads(params, jnp.float32(0)))
+  a, _ = jax.jit(opt.step)(params, grads, opt.init(params))
+  b, _ = _optax_step(opt)(params, grads, opt.init(params))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    ulps = np.abs(np.asarray(x).view(np.int16).astype(int) - np.asarray(y).view(np.int16))
+    assert ulps.max() <= 4
+  # float32 inside one jit: bitwise; composed eagerly: equal to rounding.
+  params = _params()
+  grads = _grads(params, jnp.float32(0))
+  a, _ = jax.jit(opt.step)(params, grads, opt.init(params))
+  u, _ = jax.jit(opt.update)(grads, opt.init(params), params)
+  chex.assert_trees_all_close(a, optax.apply_updates(params, u), rtol=1e-6, atol=1e-7)
+  chex.assert_trees_all_equal(a, _optax_step(opt)(params, grads, opt.init(params))[0])
