@@ -72,3 +72,18 @@ def test_the_counter_sees_an_extra_read():
   bare = _words_per_param(optax.adam(1e-3))
   l2 = _words_per_param(optax.chain(od.add_l2_to_grad(1e-4), optax.adam(1e-3)))
   assert l2 > bare + 0.5, (bare, l2)
+
+
+@pytest.mark.parametrize("make", [od.decoupled_weight_decay, od.add_l2_to_grad])
+def test_float_multipliers_cost_what_bools_cost(make):
+  """A per-leaf multiplier folds into the scalar coefficient: no extra bytes over a bool mask."""
+  bools = {"Dense_0": {"kernel": True, "bias": False}, "Dense_1": {"kernel": True, "bias": False}}
+  floats = {"Dense_0": {"kernel": 1.0, "bias": 0.0}, "Dense_1": {"kernel": 0.25, "bias": 0.0}}
+  for opt in ("adam", "sgd"):
+    chain = lambda mask, opt=opt: (
+      optax.chain(OPTIMIZERS[opt](), make(1e-4, mask=mask))
+      if make is od.decoupled_weight_decay
+      else optax.chain(make(1e-4, mask=mask), OPTIMIZERS[opt]())
+    )
+    with_bools, with_floats = _words_per_param(chain(bools)), _words_per_param(chain(floats))
+    assert with_floats == pytest.approx(with_bools, abs=0.01), (opt, with_bools, with_floats)

@@ -324,3 +324,61 @@ def test_multiplier_times_rate_at_least_one_raises():
   tx = od.decoupled_weight_decay(0.6, mask={"w": 2.0})
   with pytest.raises(ValueError, match=r"`rate`=0.6 times the largest `mask` multiplier 2.0"):
     tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}), {"w": jnp.ones(1)})
+
+
+# --------------------------------------------------------------------------------------------
+# Frozen parameters (diffusers#1009): decay inside the trainable group, never outside
+
+
+def _frozen_setup():
+  params = {
+    "backbone": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones(2)},
+    "head": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones(2)},
+  }
+  labels = {"backbone": "frozen", "head": "train"}
+  return params, labels, jax.tree.map(jnp.zeros_like, params)
+
+
+def _apply(tx, params, grads):
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  return optax.apply_updates(params, updates)
+
+
+def test_decay_inside_the_partition_leaves_frozen_weights_alone():
+  params, labels, grads = _frozen_setup()
+  right = optax.partition(
+    {
+      "train": optax.chain(optax.adam(1e-2), od.decoupled_weight_decay(0.1, mask=od.bias_mask)),
+      "frozen": optax.set_to_zero(),
+    },
+    labels,
+  )
+  out = _apply(right, params, grads)
+  chex.assert_trees_all_equal(out["backbone"], params["backbone"])
+  np.testing.assert_allclose(out["head"]["kernel"], 0.9 * params["head"]["kernel"])
+
+
+def test_decay_outside_the_partition_decays_frozen_weights():
+  """The wrong placement, shown: the frozen backbone shrinks although its updates are zero."""
+  params, labels, grads = _frozen_setup()
+  wrong = optax.chain(
+    optax.partition({"train": optax.adam(1e-2), "frozen": optax.set_to_zero()}, labels),
+    od.decoupled_weight_decay(0.1, mask=od.bias_mask),
+  )
+  out = _apply(wrong, params, grads)
+  np.testing.assert_allclose(out["backbone"]["kernel"], 0.9 * params["backbone"]["kernel"])
+
+
+def test_frozen_by_optax_masked_around_the_whole_optimizer():
+  params, _, grads = _frozen_setup()
+  trainable = {"backbone": False, "head": True}
+  frozen = {"backbone": True, "head": False}
+  right = optax.chain(
+    optax.masked(
+      optax.chain(optax.adam(1e-2), od.decoupled_weight_decay(0.1, mask=od.bias_mask)), trainable
+    ),
+    optax.masked(optax.set_to_zero(), frozen),
+  )
+  out = _apply(right, params, grads)
+  chex.assert_trees_all_equal(out["backbone"], params["backbone"])
+  np.testing.assert_allclose(out["head"]["kernel"], 0.9 * params["head"]["kernel"])
