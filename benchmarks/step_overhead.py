@@ -51,6 +51,8 @@ RATE = LR * WD  # the decoupled rate of optax.adamw(LR, weight_decay=WD)
 def candidates() -> dict[str, tuple[str, optax.GradientTransformation]]:
   """name -> (baseline name, optimizer)."""
   m = od.bias_mask
+  # Per-leaf multipliers: biases 0, every other leaf at half strength (a float multiply).
+  half = od.decay_multipliers([(".*bias", 0.0)], default=0.5)
   sched = optax.linear_schedule(RATE, 0.0, 10_000)
   return {
     "adam": ("adam", optax.adam(LR)),
@@ -62,10 +64,18 @@ def candidates() -> dict[str, tuple[str, optax.GradientTransformation]]:
       "adam",
       optax.chain(optax.adam(LR), od.decoupled_weight_decay(sched, mask=m)),
     ),
+    "chain(adam, decoupled_weight_decay(mask=multipliers))": (
+      "adam",
+      optax.chain(optax.adam(LR), od.decoupled_weight_decay(RATE, mask=half)),
+    ),
     "optax.adamw(mask=bias_mask)": ("adam", optax.adamw(LR, weight_decay=WD, mask=m)),
     "chain(add_l2_to_grad, adam)": (
       "adam",
       optax.chain(od.add_l2_to_grad(L2, mask=m), optax.adam(LR)),
+    ),
+    "chain(add_l2_to_grad(mask=multipliers), adam)": (
+      "adam",
+      optax.chain(od.add_l2_to_grad(L2, mask=half), optax.adam(LR)),
     ),
     "chain(optax.add_decayed_weights, adam)": (
       "adam",
@@ -79,6 +89,10 @@ def candidates() -> dict[str, tuple[str, optax.GradientTransformation]]:
     "chain(add_l2_to_grad, sgd)": (
       "sgd",
       optax.chain(od.add_l2_to_grad(L2, mask=m), optax.sgd(LR)),
+    ),
+    "chain(sgd, decoupled_weight_decay(mask=multipliers))": (
+      "sgd",
+      optax.chain(optax.sgd(LR), od.decoupled_weight_decay(RATE, mask=half)),
     ),
     "sgd(momentum=0.9)": ("sgd(momentum=0.9)", optax.sgd(LR, momentum=0.9)),
     "chain(sgd(momentum=0.9), decoupled_weight_decay)": (

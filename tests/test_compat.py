@@ -785,3 +785,26 @@ def test_mask_mismatch_is_reported():
   tx = compat.torch_adamw(mask={"nope": True})
   with pytest.raises(ValueError, match="torch_adamw: `mask` does not match"):
     tx.init({"w": jnp.ones(2)})
+
+
+def test_per_leaf_multipliers_reach_the_compat_optimizers():
+  """A float mask is a per-leaf multiplier here too (PyTorch param groups with other decays)."""
+  params = {"w": jnp.linspace(-1.0, 1.0, 6), "v": jnp.linspace(1.0, 2.0, 4), "b": jnp.ones(2)}
+  mask = {"w": 1.0, "v": 0.25, "b": False}
+  grad_fn = lambda p, step: jax.tree.map(lambda x: jnp.cos(x + step), p)
+  lr, wd = 1e-2, 0.1
+  ours = compat.torch_adamw(lr=lr, weight_decay=wd, mask=mask)
+  groups = optax.chain(
+    optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+    optax.scale_by_learning_rate(lr),
+    od.decoupled_weight_decay(lr * wd, mask={"w": True, "v": False, "b": False}),
+    od.decoupled_weight_decay(lr * wd * 0.25, mask={"w": False, "v": True, "b": False}),
+  )
+  assert_equivalent(ours, groups, params, grad_fn, steps=20, rtol=1e-6, atol=1e-7)
+  l2 = compat.torch_sgd(lr=0.1, weight_decay=0.01, mask=mask)
+  l2_groups = optax.chain(
+    od.add_l2_to_grad(0.01, mask={"w": True, "v": False, "b": False}),
+    od.add_l2_to_grad(0.0025, mask={"w": False, "v": True, "b": False}),
+    optax.sgd(0.1),
+  )
+  assert_equivalent(l2, l2_groups, params, grad_fn, steps=20, rtol=1e-6, atol=1e-7)

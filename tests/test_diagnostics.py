@@ -44,6 +44,21 @@ def test_describe_mask_rows_and_totals():
   )
 
 
+def test_describe_mask_shows_multipliers():
+  mults = od.decay_multipliers([("Dense_0/kernel", 0.5), (".*/kernel", 1.0)])
+  desc = diagnostics.describe_mask(mlp_params(), mults)
+  assert [(r.path, r.decayed, r.multiplier) for r in desc.rows] == [
+    ("Dense_0/bias", False, 0.0),
+    ("Dense_0/kernel", True, 0.5),
+    ("Dense_1/bias", False, 0.0),
+    ("Dense_1/kernel", True, 1.0),
+  ]
+  text = str(desc)
+  assert "Dense_0/kernel  (3, 4)  float32     12  x0.5" in text
+  assert "Dense_1/kernel  (4, 2)  float32      8  yes" in text
+  assert (desc.decayed, desc.decayed_leaves) == (20, 2)
+
+
 def test_describe_mask_none_decays_everything():
   desc = diagnostics.describe_mask(mlp_params())
   assert all(r.decayed for r in desc.rows)
