@@ -128,7 +128,8 @@ class FusedAdamW(NamedTuple):
       _check_specs(params, param_specs, mesh, where)
       _, decay_state, lr_state = _split_state(state)
       state_specs = (
-        optax.ScaleByAdamState(count=PartitionSpec(), mu=param_specs, nu=param_specs),
+        # The specs mirror the state's structure, a PartitionSpec where the state has an array.
+        optax.ScaleByAdamState(count=PartitionSpec(), mu=param_specs, nu=param_specs),  # type: ignore[arg-type]
         replicated(decay_state),
         replicated(lr_state),
       )
@@ -144,8 +145,8 @@ class FusedAdamW(NamedTuple):
 
 def _check_specs(params: Any, param_specs: Any, mesh: jax.sharding.Mesh, where: str) -> None:
   """``param_specs`` matches ``params`` and splits every leaf into equal shards."""
-  p_def = jax.tree.structure(params)
-  s_def = jax.tree.structure(param_specs)
+  p_def: Any = jax.tree.structure(params)
+  s_def: Any = jax.tree.structure(param_specs)
   if p_def != s_def:
     raise ValueError(
       f"{where}: `param_specs` must have the params' structure, one PartitionSpec per "
@@ -383,7 +384,8 @@ def _step(
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
   _selection.align(grads, params, fn=_NAME)
-  p_leaves, treedef = jax.tree_util.tree_flatten(params)
+  p_leaves, treedef_ = jax.tree_util.tree_flatten(params)
+  treedef: Any = treedef_
   g_leaves = treedef.flatten_up_to(grads)
   m_leaves = treedef.flatten_up_to(adam_state.mu)
   v_leaves = treedef.flatten_up_to(adam_state.nu)
@@ -419,7 +421,7 @@ def _update(
   adam = optax.scale_by_adam(
     cfg.b1, cfg.b2, cfg.eps, cfg.eps_root, mu_dtype=cfg.mu_dtype, nesterov=cfg.nesterov
   )
-  u, adam_state = adam.update(treedef.unflatten(g_leaves), adam_state)
+  u, new_adam_state = adam.update(treedef.unflatten(g_leaves), adam_state)
   if not _hparams.is_static_zero(cfg.weight_decay):
     u_leaves = treedef.flatten_up_to(u)
     u = treedef.unflatten(
@@ -430,7 +432,7 @@ def _update(
     )
   lr = optax.scale_by_learning_rate(cfg.learning_rate)
   u, lr_state = lr.update(u, lr_state)
-  return u, (adam_state, _advance(decay_state), lr_state)
+  return u, (new_adam_state, _advance(decay_state), lr_state)
 
 
 def _check(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ class ScheduleState(NamedTuple):
       ``schedule(0)``.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
 
 
 def _bound(low: float, inclusive: bool) -> str:
@@ -106,6 +106,13 @@ def check_number(
   if high is not None and (x > high or (x == high and not high_inclusive)):
     bound = f"{'<=' if high_inclusive else '<'} {high:g}"
     raise ValueError(f"{fn}: `{arg}` must be {bound}, got {x}{where}{hint}.")
+  return x
+
+
+def check_concrete(value: Any, *, fn: str, arg: str, **bounds: Any) -> float:
+  """:func:`check_number` for a value used in Python arithmetic: never traced."""
+  x = check_number(value, fn=fn, arg=arg, concrete=True, **bounds)
+  assert x is not None  # concrete=True raises on a traced value
   return x
 
 
@@ -187,10 +194,10 @@ def init_state(value: Any) -> optax.OptState:
   return optax.EmptyState()
 
 
-def current_value(value: Any, state: optax.OptState) -> tuple[Any, Any]:
+def current_value(value: Any, state: Any) -> tuple[Any, Any]:
   """The hyperparameter at this step, and the state for the next."""
   if callable(value):
-    return value(state.count), ScheduleState(optax.safe_increment(state.count))
+    return value(state.count), ScheduleState(cast(jax.Array, optax.safe_increment(state.count)))
   return value, state
 
 

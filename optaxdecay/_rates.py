@@ -141,8 +141,8 @@ def corrected_decay_rate(
   fn = "corrected_decay_rate"
   _hparams.check_scalar_or_schedule(weight_decay, fn=fn, arg="weight_decay")
   lr0 = _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
-  lr_max = _hparams.check_number(
-    max_learning_rate, fn=fn, arg="max_learning_rate", low_inclusive=False, concrete=True
+  lr_max = _hparams.check_concrete(
+    max_learning_rate, fn=fn, arg="max_learning_rate", low_inclusive=False
   )
   # A float32 schedule's peak may round slightly above the float given as max.
   if lr0 is not None and lr0 > lr_max * (1 + 1e-6):
@@ -206,7 +206,7 @@ def normalized_weight_decay(
   _hparams.check_scalar_or_schedule(lambda_norm, fn=fn, arg="lambda_norm")
   b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
   n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
-  t = _hparams.check_number(epochs, fn=fn, arg="epochs", low_inclusive=False, concrete=True)
+  t = _hparams.check_concrete(epochs, fn=fn, arg="epochs", low_inclusive=False)
   if b > n:
     raise ValueError(
       f"{fn}: `batch_size`={b} is larger than `dataset_size`={n}; `dataset_size` is "

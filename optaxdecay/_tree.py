@@ -22,11 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import optax
+from optax.transforms import MaskedNode
 
 Names = tuple[str | int, ...]
-
-_MaskedNode = optax.transforms.MaskedNode
 
 
 class Leaf(NamedTuple):
@@ -68,7 +66,7 @@ def is_nnx_module(x: Any) -> bool:
 
 def is_absent(x: Any) -> bool:
   """``None`` or ``optax.MaskedNode``: a place in the tree that holds no parameter."""
-  return x is None or isinstance(x, _MaskedNode)
+  return x is None or isinstance(x, MaskedNode)
 
 
 def _is_leaf(x: Any) -> bool:

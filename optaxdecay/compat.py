@@ -29,7 +29,7 @@ their docstrings when that is exact; where no conversion is exact they raise.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +69,7 @@ __all__ = [
   "torch_sgd_to_keras_sgd",
 ]
 
-ScalarOrSchedule = optax.ScalarOrSchedule
+ScalarOrSchedule: TypeAlias = optax.ScalarOrSchedule
 
 
 # --------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class TorchMomentumState(NamedTuple):
     momentum_buffer: PyTorch's ``momentum_buffer``, one leaf per parameter.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
   momentum_buffer: optax.Updates
 
 
@@ -194,7 +194,7 @@ def scale_by_torch_momentum(
     )
 
   def update_fn(
-    updates: optax.Updates, state: TorchMomentumState, params: optax.Params | None = None
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
   ) -> tuple[optax.Updates, TorchMomentumState]:
     del params
     first = state.count == 0
@@ -203,7 +203,7 @@ def scale_by_torch_momentum(
       updates,
       state.momentum_buffer,
     )
-    return buf, TorchMomentumState(optax.safe_increment(state.count), buf)
+    return buf, TorchMomentumState(cast(jax.Array, optax.safe_increment(state.count)), buf)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -217,7 +217,7 @@ class ScaleByKerasAdamState(NamedTuple):
     nu: second moment (Keras' ``velocities``).
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
   mu: optax.Updates
   nu: optax.Updates
 
@@ -280,12 +280,12 @@ def scale_by_keras_adam(
     )
 
   def update_fn(
-    updates: optax.Updates, state: ScaleByKerasAdamState, params: optax.Params | None = None
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
   ) -> tuple[optax.Updates, ScaleByKerasAdamState]:
     del params
     mu = optax.tree.update_moment(updates, state.mu, beta_1, 1)
     nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, beta_2, 2)
-    count = optax.safe_increment(state.count)
+    count = cast(jax.Array, optax.safe_increment(state.count))
 
     def direction(m: jax.Array, v: jax.Array) -> jax.Array:
       t = count.astype(m.dtype)

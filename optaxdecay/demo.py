@@ -22,6 +22,7 @@ importing it needs only the core dependencies.
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -256,9 +257,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _enable_x64() -> Any:
-  enable = getattr(jax, "enable_x64", None)  # newer jax; older: jax.experimental
+  enable: Any = getattr(jax, "enable_x64", None)  # newer jax; older: jax.experimental
   if enable is None:
-    from jax.experimental import enable_x64 as enable
+    enable = getattr(importlib.import_module("jax.experimental"), "enable_x64")  # noqa: B009
   return enable(True)
 
 

@@ -75,7 +75,7 @@ class MaskRow(NamedTuple):
   path: str
   shape: tuple[int, ...]
   dtype: str
-  count: int
+  count: int  # type: ignore[assignment]  # shadows tuple.count, as in Optax
   decayed: bool
   multiplier: float = 1.0
 
@@ -193,7 +193,7 @@ class L2StrengthRow(NamedTuple):
   """
 
   path: str
-  count: int
+  count: int  # type: ignore[assignment]  # shadows tuple.count, as in Optax
   grad_rms: float
   mean: float
   median: float
@@ -381,17 +381,17 @@ def effective_l2_strength(
     <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Section 2).
   """
   fn = "effective_l2_strength"
-  l2 = _hparams.check_number(l2, fn=fn, arg="l2", concrete=True)
-  b2 = _hparams.check_number(b2, fn=fn, arg="b2", high=1.0, concrete=True)
-  eps = _hparams.check_number(eps, fn=fn, arg="eps", concrete=True)
-  eps_root = _hparams.check_number(eps_root, fn=fn, arg="eps_root", concrete=True)
+  l2 = _hparams.check_concrete(l2, fn=fn, arg="l2")
+  b2 = _hparams.check_concrete(b2, fn=fn, arg="b2", high=1.0)
+  eps = _hparams.check_concrete(eps, fn=fn, arg="eps")
+  eps_root = _hparams.check_concrete(eps_root, fn=fn, arg="eps_root")
   if weight_decay is None:
     if l2 == 0:
       raise ValueError(f"{fn}: `l2` is 0, so pass a positive `weight_decay` to compare with.")
     weight_decay = l2
   else:
-    weight_decay = _hparams.check_number(
-      weight_decay, fn=fn, arg="weight_decay", low_inclusive=False, concrete=True
+    weight_decay = _hparams.check_concrete(
+      weight_decay, fn=fn, arg="weight_decay", low_inclusive=False
     )
   adam = _find_adam_state(opt_state)
   count = _concrete_int(adam.count)
@@ -445,7 +445,7 @@ class PrecisionRow(NamedTuple):
 
   path: str
   dtype: str
-  count: int
+  count: int  # type: ignore[assignment]  # shadows tuple.count, as in Optax
   lost: int
   fraction: float
 
@@ -564,7 +564,7 @@ def decay_precision_report(
     [('bf16', 1.0), ('f32', 0.0)]
   """
   fn = "decay_precision_report"
-  rate = _hparams.check_number(rate, fn=fn, arg="rate", high=1.0, concrete=True)
+  rate = _hparams.check_concrete(rate, fn=fn, arg="rate", high=1.0)
   rows = []
   for leaf, m in _selection.selected_leaves(mask, params, fn=fn):
     if not m:
