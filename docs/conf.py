@@ -50,6 +50,9 @@ extensions = [
   "sphinx.ext.autosummary",
   "sphinx.ext.napoleon",
   "sphinx.ext.mathjax",
+  # MathJax 3 bundled into _static/mathjax: equations render without a network (a CDN is
+  # out of reach offline), and online all the same.
+  "sphinx-mathjax-offline",
   "sphinx.ext.viewcode",
 ]
 

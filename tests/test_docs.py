@@ -115,3 +115,86 @@ def test_referenced_tests_exist(filename):
       assert re.search(rf"""["']{re.escape(param)}["']""", text), (
         f"docs/ cite tests/{filename}::{name}[{param}], but no parameter id {param!r} is there"
       )
+
+
+# --------------------------------------------------------------------------------------------
+# The site as a reader meets it: headless Chromium on the built pages, no network.
+
+BROWSER_PAGES = ("index", "theory", "api")
+SCREENSHOTS = ROOT / "docs" / "_build" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+  webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [docs] extra")
+  chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+  driver_path = shutil.which("chromedriver")
+  if not (chromium and driver_path):
+    pytest.skip(
+      "headless Chromium needs Debian's chromium and chromium-driver (.ci/run installs them)"
+    )
+  options = webdriver.ChromeOptions()
+  options.binary_location = chromium
+  for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+    options.add_argument(flag)
+  service = webdriver.ChromeService(executable_path=driver_path)
+  driver = webdriver.Chrome(options=options, service=service)
+  yield driver
+  driver.quit()
+
+
+def _open(browser, site: Path, page: str) -> None:
+  browser.get((site / f"{page}.html").as_uri())
+  # MathJax typesets asynchronously: wait for it (the page has no network to wait on).
+  browser.execute_async_script(
+    "const done = arguments[arguments.length - 1];"
+    "if (window.MathJax && MathJax.startup) { MathJax.startup.promise.then(() => done(true)); }"
+    "else { done(false); }"
+  )
+
+
+@pytest.mark.parametrize("page", BROWSER_PAGES)
+def test_pages_render_in_a_browser(browser, built_site, page):
+  _open(browser, built_site, page)
+  SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+  browser.save_screenshot(str(SCREENSHOTS / f"{page}.png"))
+  text = browser.find_element("tag name", "body").text
+  raw = [marker for marker in ("\\(", "\\)", "\\[", "\\]") if marker in text]
+  assert not raw, f"{page}: untypeset math source {raw} in the rendered text"
+  math = browser.execute_script("return document.querySelectorAll('.math').length")
+  typeset = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+  assert typeset >= math, (page, math, typeset)
+  broken = browser.execute_script(
+    "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+  )
+  assert not broken, f"{page}: images that did not load: {broken}"
+
+
+def test_theory_page_has_typeset_math(browser, built_site):
+  _open(browser, built_site, "theory")
+  assert browser.execute_script("return document.querySelectorAll('mjx-container').length") > 10
+
+
+def test_landing_page_code_fits_at_1280px(browser, built_site):
+  _open(browser, built_site, "index")
+  wide = browser.execute_script(
+    "return [...document.querySelectorAll('div.highlight pre')]"
+    ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 60))"
+  )
+  assert not wide, f"code blocks that scroll horizontally at 1280 px: {wide}"
+  assert browser.execute_script("return document.querySelectorAll('div.highlight pre').length") >= 2
+  assert browser.execute_script("return document.images.length") >= 1  # the headline figure
+
+
+def test_no_internal_link_is_broken(built_site):
+  """A crawl of the built tree: every relative href/src points at a file that exists."""
+  link = re.compile(r"""(?:href|src)=["']([^"'#?]+)(?:[#?][^"']*)?["']""")
+  broken = []
+  pages = [p for p in built_site.rglob("*.html") if "_static" not in p.parts]
+  for html in pages:
+    for target in link.findall(html.read_text(encoding="utf-8", errors="replace")):
+      if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("//") or "{{" in target:
+        continue  # external (https:, mailto:, data:): not part of the offline site
+      if not (html.parent / target).resolve().exists():
+        broken.append(f"{html.relative_to(built_site)} -> {target}")
+  assert len(pages) > 20 and not broken, broken[:20]
