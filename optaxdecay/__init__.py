@@ -15,15 +15,16 @@ PyTorch, Keras, TF-Addons, Composer and the AdamW paper in
 :mod:`optaxdecay.compat`.
 
 Where things live (each public name is re-exported here): ``_transforms``
-(the transforms and their leafwise engine), ``_rates`` (every rule that maps
-hyperparameters to a decay rate), ``_masks`` (mask rules), ``_selection`` (what
-``mask=`` means), ``_tree`` (naming and walking leaves), ``_hparams`` (argument
-checks), ``_checked`` (run-time checks), ``_fused`` (``fused_adamw``); the
-public modules ``testing``, ``diagnostics`` and ``compat`` (framework
-conventions).
+(the transforms and their leafwise engine), ``_anchor`` (decay toward a
+reference point), ``_rates`` (every rule that maps hyperparameters to a decay
+rate), ``_masks`` (mask rules), ``_selection`` (what ``mask=`` means),
+``_tree`` (naming and walking leaves), ``_hparams`` (argument checks),
+``_checked`` (run-time checks), ``_fused`` (``fused_adamw``); the public modules
+``testing``, ``diagnostics`` and ``compat`` (framework conventions).
 """
 
 from optaxdecay import compat, diagnostics, testing
+from optaxdecay._anchor import AnchorState
 from optaxdecay._checked import checked
 from optaxdecay._fused import FusedAdamW, fused_adamw
 from optaxdecay._hparams import ScheduleState
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "BIAS_NAMES",
+  "AnchorState",
   "FusedAdamW",
   "ScheduleState",
   "add_l2_to_grad",

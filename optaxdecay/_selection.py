@@ -179,8 +179,10 @@ def _preview(table: dict[_tree.Names, float], limit: int = 4) -> str:
   return ", ".join(names) + (", ..." if len(table) > limit else "")
 
 
-def align(updates: Any, params: Any, *, fn: str) -> tuple[list[Any], list[Any], Any]:
-  """The leaves of ``updates`` (raw) and of ``params`` (unwrapped), checked to align.
+def align(
+  updates: Any, params: Any, *, fn: str, arg: str = "updates"
+) -> tuple[list[Any], list[Any], Any]:
+  """The leaves of ``updates`` (``arg``) and of ``params``, unwrapped, checked to align.
 
   Both lists include absent leaves; the treedef is the updates'.
 
@@ -195,8 +197,8 @@ def align(updates: Any, params: Any, *, fn: str) -> tuple[list[Any], list[Any], 
   if u_names != p_names:
     a, b = next((a, b) for a, b in zip([*u_names, None], [*p_names, None], strict=False) if a != b)
     raise ValueError(
-      f"{fn}: `updates` and `params` have different structures: the first difference "
-      f"is update path {_fmt(a)} vs params path {_fmt(b)}."
+      f"{fn}: `{arg}` and `params` have different structures: the first difference "
+      f"is {arg} path {_fmt(a)} vs params path {_fmt(b)}."
     )
   for u, p in zip(u_leaves, p_leaves, strict=True):
     if u.absent or p.absent:
@@ -204,8 +206,8 @@ def align(updates: Any, params: Any, *, fn: str) -> tuple[list[Any], list[Any], 
     u_shape, p_shape = np.shape(u.value), np.shape(p.value)
     if u_shape != p_shape:
       raise ValueError(
-        f"{fn}: the update at {u.path!r} has shape {u_shape} but its parameter has shape "
-        f"{p_shape}; updates must have their parameters' shapes."
+        f"{fn}: `{arg}` at {u.path!r} has shape {u_shape} but its parameter has shape "
+        f"{p_shape}; `{arg}` must have the parameters' shapes."
       )
   return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], treedef
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxdecay import _checked, _hparams, _selection, _tree
+from optaxdecay import _anchor, _checked, _hparams, _selection, _tree
 
 LeafFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -30,13 +30,25 @@ def _leafwise(
   selection: _selection.Selection,
   leaf_fn: LeafFn,
   high: float | None = None,
+  anchor: _anchor.Anchor = None,
 ) -> optax.GradientTransformation:
-  """The transform, from already-checked arguments; see the public factories."""
+  """The transform, from already-checked arguments; see the public factories.
+
+  With an ``anchor``, ``leaf_fn`` sees the displacement ``w - w0`` instead of ``w``, and the
+  state is an :class:`~optaxdecay.AnchorState` that keeps ``w0``.
+  """
 
   def init_fn(params: optax.Params) -> optax.OptState:
-    if _has_values(params):
-      selection.resolve(params)
-    return _hparams.init_state(value)
+    if not _has_values(params):  # optax.tree.map_params' placeholder: params-shaped state
+      if anchor is None:
+        return _hparams.init_state(value)
+      return _anchor.AnchorState(jnp.zeros([], jnp.int32), params)
+    mults = selection.resolve(params)
+    if anchor is None:
+      return _hparams.init_state(value)
+    return _anchor.AnchorState(
+      jnp.zeros([], jnp.int32), _anchor.init_anchor(anchor, params, mults, fn=fn)
+    )
 
   def update_fn(
     updates: optax.Updates,
@@ -48,11 +60,18 @@ def _leafwise(
         f"{fn}: `update` needs `params` (the current weights): call "
         "`tx.update(grads, state, params)`."
       )
-    coef, new_state = _hparams.current_value(value, state)
+    if anchor is None:
+      coef, new_state = _hparams.current_value(value, state)
+    else:
+      coef = value(state.count) if callable(value) else value
+      new_state = _anchor.AnchorState(optax.safe_increment(state.count), state.anchor)
     if updates is None or _hparams.is_static_zero(value):
       return updates, new_state
     mults = selection.resolve(params)
     u_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
+    if anchor is not None:
+      w0s = _anchor.anchor_leaves(state, len(p_leaves), fn=fn)
+      p_leaves = [w if w0 is None else w - w0 for w, w0 in zip(p_leaves, w0s, strict=True)]
     _checked.check_range(coef, fn=fn, arg=arg, high=high)
     top = max(mults, default=0.0)
     if top > 1:
@@ -96,7 +115,7 @@ def _has_values(params: Any) -> bool:
 
 
 def add_l2_to_grad(
-  l2: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None
+  l2: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None, anchor: _anchor.Anchor = None
 ) -> optax.GradientTransformation:
   r"""Adds the gradient of an L2 penalty, :math:`\lambda_t w`, to the gradient.
 
@@ -124,11 +143,17 @@ def add_l2_to_grad(
       ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
       (or a prefix of them), or a callable ``params -> such a pytree`` such as
       :func:`bias_mask`. See "Choosing what decays" in the how-to.
+    anchor: decay toward a reference point :math:`w_0` instead of zero (L2-SP,
+      L2-Init): ``None`` (zero, the default), ``'init'`` (the params given to
+      ``init``) or a pytree of reference weights with the params' structure. The
+      selected leaves of :math:`w_0` are copied into the state
+      (:class:`AnchorState`): one extra copy of the selected weights, none of the
+      others. Every equation above then reads :math:`w - w_0` for :math:`w`.
 
   Returns:
     An :class:`optax.GradientTransformation`; its state is
     ``optax.EmptyState()`` for a constant ``l2`` and a ``ScheduleState(count)``
-    for a schedule.
+    for a schedule; with an ``anchor``, an :class:`AnchorState` ``(count, anchor)``.
 
   Raises:
     ValueError: ``l2`` is negative or non-finite; ``update`` is called
@@ -154,14 +179,19 @@ def add_l2_to_grad(
   """
   fn = "add_l2_to_grad"
   _hparams.check_scalar_or_schedule(l2, fn=fn, arg="l2")
-  return l2_transform(l2, _selection.selection(mask, fn=fn), fn=fn)
+  anchor = _anchor.check_anchor(anchor, fn=fn)
+  return l2_transform(l2, _selection.selection(mask, fn=fn), fn=fn, anchor=anchor)
 
 
 def l2_transform(
-  l2: optax.ScalarOrSchedule, selection: _selection.Selection, *, fn: str
+  l2: optax.ScalarOrSchedule,
+  selection: _selection.Selection,
+  *,
+  fn: str,
+  anchor: _anchor.Anchor = None,
 ) -> optax.GradientTransformation:
   """:func:`add_l2_to_grad` from checked arguments, its errors naming ``fn``."""
-  return _leafwise(fn=fn, arg="l2", value=l2, selection=selection, leaf_fn=add_l2)
+  return _leafwise(fn=fn, arg="l2", value=l2, selection=selection, leaf_fn=add_l2, anchor=anchor)
 
 
 def add_l2(g: Any, w: Any, l2: Any) -> Any:
@@ -170,7 +200,11 @@ def add_l2(g: Any, w: Any, l2: Any) -> Any:
 
 
 def decoupled_weight_decay(
-  rate: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None, cautious: bool = False
+  rate: optax.ScalarOrSchedule,
+  *,
+  mask: _selection.MaskArg = None,
+  cautious: bool = False,
+  anchor: _anchor.Anchor = None,
 ) -> optax.GradientTransformation:
   r"""Shrinks the selected weights by ``rate`` per step, outside the optimizer.
 
@@ -227,11 +261,18 @@ def decoupled_weight_decay(
       ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
       (or a prefix of them), or a callable ``params -> such a pytree`` such as
       :func:`bias_mask`. See "Choosing what decays" in the how-to.
+    anchor: decay toward a reference point :math:`w_0` instead of zero (L2-SP,
+      L2-Init): ``None`` (zero, the default), ``'init'`` (the params given to
+      ``init``) or a pytree of reference weights with the params' structure. The
+      selected leaves of :math:`w_0` are copied into the state
+      (:class:`AnchorState`): one extra copy of the selected weights, none of the
+      others. Every equation above then reads :math:`w - w_0` for :math:`w`.
 
   Returns:
     An :class:`optax.GradientTransformation`; its state is
     ``optax.EmptyState()`` for a constant ``rate`` and a
-    ``ScheduleState(count)`` for a schedule.
+    ``ScheduleState(count)`` for a schedule; with an ``anchor``, an
+    :class:`AnchorState` ``(count, anchor)``.
 
   Raises:
     ValueError: ``rate`` (or ``rate`` times a mask multiplier) is negative,
@@ -261,6 +302,15 @@ def decoupled_weight_decay(
     >>> u['w']
     Array([-0.11, -0.1 ], dtype=float32)
 
+    Toward the params given to ``init`` (``anchor='init'``, L2-Init): only the
+    displacement from them decays.
+
+    >>> tx = od.decoupled_weight_decay(0.5, anchor='init')
+    >>> state = tx.init({'w': jnp.array([1.0, -2.0])})
+    >>> u, _ = tx.update({'w': jnp.zeros(2)}, state, {'w': jnp.array([3.0, -2.0])})
+    >>> u['w']  # -0.5 * (w - w0)
+    Array([-1., -0.], dtype=float32)
+
   References:
     Loshchilov & Hutter, `Decoupled Weight Decay Regularization
     <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithms 1-2).
@@ -271,7 +321,9 @@ def decoupled_weight_decay(
   fn = "decoupled_weight_decay"
   _hparams.check_rate(rate, fn=fn, arg="rate")
   _hparams.check_bool(cautious, fn=fn, arg="cautious")
-  return decay_transform(rate, _selection.selection(mask, fn=fn), fn=fn, cautious=cautious)
+  anchor = _anchor.check_anchor(anchor, fn=fn)
+  selection = _selection.selection(mask, fn=fn)
+  return decay_transform(rate, selection, fn=fn, cautious=cautious, anchor=anchor)
 
 
 def decay_transform(
@@ -281,10 +333,13 @@ def decay_transform(
   fn: str,
   arg: str = "rate",
   cautious: bool = False,
+  anchor: _anchor.Anchor = None,
 ) -> optax.GradientTransformation:
   """:func:`decoupled_weight_decay` from checked arguments, its errors naming ``fn``."""
   leaf_fn = _cautious_decay if cautious else _decay
-  return _leafwise(fn=fn, arg=arg, value=rate, selection=selection, leaf_fn=leaf_fn, high=1.0)
+  return _leafwise(
+    fn=fn, arg=arg, value=rate, selection=selection, leaf_fn=leaf_fn, high=1.0, anchor=anchor
+  )
 
 
 def _decay(u: Any, w: Any, rate: Any) -> Any:
@@ -298,7 +353,7 @@ def _cautious_decay(u: Any, w: Any, rate: Any) -> Any:
 
 
 def proximal_weight_decay(
-  rate: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None
+  rate: optax.ScalarOrSchedule, *, mask: _selection.MaskArg = None, anchor: _anchor.Anchor = None
 ) -> optax.GradientTransformation:
   r"""Weight decay in proximal (implicit) form: :math:`w \leftarrow (w + u)/(1 + r_t)`.
 
@@ -333,11 +388,18 @@ def proximal_weight_decay(
       ``bool`` or ``float >= 0`` per-leaf multipliers with the params' key paths
       (or a prefix of them), or a callable ``params -> such a pytree`` such as
       :func:`bias_mask`. See "Choosing what decays" in the how-to.
+    anchor: decay toward a reference point :math:`w_0` instead of zero (L2-SP,
+      L2-Init): ``None`` (zero, the default), ``'init'`` (the params given to
+      ``init``) or a pytree of reference weights with the params' structure. The
+      selected leaves of :math:`w_0` are copied into the state
+      (:class:`AnchorState`): one extra copy of the selected weights, none of the
+      others. Every equation above then reads :math:`w - w_0` for :math:`w`.
 
   Returns:
     An :class:`optax.GradientTransformation`; its state is
     ``optax.EmptyState()`` for a constant ``rate`` and a
-    ``ScheduleState(count)`` for a schedule.
+    ``ScheduleState(count)`` for a schedule; with an ``anchor``, an
+    :class:`AnchorState` ``(count, anchor)``.
 
   Raises:
     ValueError: ``rate`` is negative or non-finite; ``update`` is called
@@ -362,8 +424,10 @@ def proximal_weight_decay(
   """
   fn = "proximal_weight_decay"
   _hparams.check_scalar_or_schedule(rate, fn=fn, arg="rate")
+  anchor = _anchor.check_anchor(anchor, fn=fn)
+  selection = _selection.selection(mask, fn=fn)
   return _leafwise(
-    fn=fn, arg="rate", value=rate, selection=_selection.selection(mask, fn=fn), leaf_fn=_proximal
+    fn=fn, arg="rate", value=rate, selection=selection, leaf_fn=_proximal, anchor=anchor
   )
 
 

@@ -45,6 +45,7 @@ SMOKE_RUNS = {
   "test_quickstart_smoke": [str(EXAMPLES / "quickstart.py"), "--smoke"],
   "test_flax_linen_smoke": [str(EXAMPLES / "flax_linen.py"), "--smoke"],
   "test_flax_nnx_smoke": [str(EXAMPLES / "flax_nnx.py"), "--smoke"],
+  "test_finetune_anchor_smoke": [str(EXAMPLES / "finetune_anchor.py"), "--smoke"],
   "test_hparam_grid_smoke": [
     str(EXAMPLES / "hparam_grid.py"),
     "--smoke",
@@ -133,6 +134,15 @@ def test_quickstart_smoke(smoke):
   assert re.search(r"SGD .*equivalent at every step; max \|Δw\| = \S+", proc.stdout)
   assert _number(r"Adam .*differ from step (\d+)", proc.stdout) == 1
   assert _number(r"Adam .*max \|Δw\| = (\S+)", proc.stdout) > 1e-3
+
+
+def test_finetune_anchor_smoke(smoke):
+  """The fine-tuning study runs end to end: a table row per regime, accuracies in [0, 100]."""
+  _, proc = smoke
+  rows = re.findall(r"^(none|to zero|to pretrained)\s+(\S+)\s+(\S+) ±", proc.stdout, re.M)
+  assert [r[0] for r in rows] == ["none", "to zero", "to pretrained"], proc.stdout
+  assert all(0.0 <= float(acc) <= 100.0 for _, _, acc in rows)
+  assert proc.stdout.count("±") >= 3 + 6  # the table and six paired differences
 
 
 def test_flax_linen_smoke(smoke):

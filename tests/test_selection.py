@@ -316,7 +316,7 @@ def test_update_shape_mismatch_raises(tx_case):
   _, make, _ = tx_case
   params = {"w": jnp.ones((2, 2))}
   tx = make(0.1)
-  with pytest.raises(ValueError, match=r"update at 'w' has shape \(1, 2\).*\(2, 2\)"):
+  with pytest.raises(ValueError, match=r"`updates` at 'w' has shape \(1, 2\).*\(2, 2\)"):
     tx.update({"w": jnp.ones((1, 2))}, tx.init(params), params)
 
 

@@ -1,0 +1,79 @@
+"""Decay toward a reference point (L2-SP, L2-Init): the anchor kept in a transform's state.
+
+With an anchor :math:`w_0`, every leafwise transform acts on the displacement
+:math:`w - w_0` instead of :math:`w`: ``g + l2 (w - w0)``, ``u - rate (w - w0)``,
+and so on. The anchor is part of the state (``AnchorState.anchor``), so it is
+checkpointed and sharded with the optimizer state, and it holds a copy of the
+*selected* leaves only: an unselected leaf (multiplier 0, or removed by an outer
+``optax.masked``) is ``None`` there and costs no memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optaxdecay import _selection, _tree
+
+Anchor = Any  # None | "init" | a pytree of arrays with the params' structure
+
+
+class AnchorState(NamedTuple):
+  """State of a transform that decays toward an anchor.
+
+  Attributes:
+    count: number of ``update`` calls so far (``int32``): the step a schedule is
+      evaluated at (the first update uses ``schedule(0)``).
+    anchor: the reference point :math:`w_0`, with the params' structure: a copy
+      of each selected leaf, ``None`` for the others.
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  anchor: Any
+
+
+def check_anchor(anchor: Anchor, *, fn: str) -> Anchor:
+  """``None``, ``'init'`` or a pytree; the pytree's match to the params is checked at init."""
+  if anchor is None or (isinstance(anchor, str) and anchor == "init"):
+    return anchor
+  if isinstance(anchor, str):
+    raise ValueError(
+      f"{fn}: `anchor={anchor!r}`: pass None (decay toward zero), 'init' (toward the params "
+      "given to `init`) or a pytree of reference weights with the params' structure."
+    )
+  if _selection.is_mask_fn(anchor):
+    raise TypeError(f"{fn}: `anchor` must be None, 'init' or a pytree of arrays, got {anchor!r}.")
+  return anchor
+
+
+def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> Any:
+  """The state's anchor: the reference weights of the selected leaves, copied."""
+  p_leaves, treedef = _tree.flatten_leaves(params)
+  if anchor == "init":
+    source = [leaf.value for leaf in p_leaves]
+  else:
+    source, _, _ = _selection.align(anchor, params, fn=fn, arg="anchor")
+  out = []
+  for leaf, w0, m in zip(p_leaves, source, mults, strict=True):
+    if m == 0 or leaf.absent or _tree.is_absent(w0):
+      out.append(leaf.value if leaf.absent else None)
+      continue
+    dtype = getattr(w0, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(f"{fn}: `anchor` at {leaf.path!r} has dtype {dtype}; expected floats.")
+    # A copy: the params' buffers may be donated to the step that follows.
+    out.append(jnp.array(w0, dtype=leaf.value.dtype, copy=True))
+  return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def anchor_leaves(state: AnchorState, n: int, *, fn: str) -> list[Any]:
+  """The anchor's leaves, aligned with the params' (``None`` where nothing is kept)."""
+  leaves, _ = _tree.flatten_leaves(state.anchor)
+  if len(leaves) != n:
+    raise ValueError(
+      f"{fn}: the state's anchor has {len(leaves)} leaves but the params have {n}: was the "
+      "state made by `init` with these params?"
+    )
+  return [None if leaf.absent else leaf.value for leaf in leaves]
