@@ -28,6 +28,11 @@ class AnchorState(NamedTuple):
       evaluated at (the first update uses ``schedule(0)``).
     anchor: the reference point :math:`w_0`, with the params' structure: a copy
       of each selected leaf, ``None`` for the others.
+
+  ``optax.tree.map_params(tx, f, state)`` maps the anchor like the params (so the
+  FSDP recipe gives it the params' shardings). With a mask and extra param-shaped
+  arguments to ``map_params``, pass ``is_leaf=lambda x: x is None`` and let ``f``
+  return ``None`` there, as Optax asks for ``optax.masked``.
   """
 
   count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax

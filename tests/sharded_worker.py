@@ -108,6 +108,9 @@ TRANSFORMS = {
     1e-2, mask=od.bias_mask, cautious=True
   ),
   "proximal_weight_decay(schedule)": lambda: od.proximal_weight_decay(SCHED, mask=od.bias_mask),
+  # The anchor is per-parameter state: it must be sharded like the params (FSDP) and stay so.
+  "decoupled_weight_decay(anchor)": lambda: od.decoupled_weight_decay(1e-2, anchor="init"),
+  "add_l2_to_grad(anchor, schedule)": lambda: od.add_l2_to_grad(SCHED, anchor="init"),
   "chain(add_l2_to_grad, adam)": lambda: optax.chain(
     od.add_l2_to_grad(SCHED, mask=od.bias_mask), optax.adam(1e-3)
   ),

@@ -174,6 +174,12 @@ def test_map_params_derives_the_anchors_sharding():
   tx = optax.chain(optax.adam(1e-3), od.decoupled_weight_decay(1e-3, anchor="init"))
   specs = optax.tree.map_params(tx, lambda p: p.shape, tx.init(params))
   assert specs[1].anchor == {"w": (4, 2), "bias": (2,)}
+  # With a mask the anchor keeps only the decayed leaves; map_params maps what is there.
+  masked = optax.chain(
+    optax.adam(1e-3), od.decoupled_weight_decay(1e-3, anchor="init", mask=od.bias_mask)
+  )
+  specs = optax.tree.map_params(masked, lambda p: p.shape, masked.init(params))
+  assert specs[1].anchor == {"w": (4, 2), "bias": None}
 
 
 @pytest.mark.parametrize(

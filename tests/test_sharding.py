@@ -32,6 +32,8 @@ TRANSFORM_CHECKS = [
   "transform:decoupled_weight_decay(schedule)",
   "transform:decoupled_weight_decay(cautious)",
   "transform:proximal_weight_decay(schedule)",
+  "transform:decoupled_weight_decay(anchor)",
+  "transform:add_l2_to_grad(anchor, schedule)",
   "transform:chain(add_l2_to_grad, adam)",
   "transform:chain(adam, decoupled_weight_decay)",
   "transform:chain(sgd(momentum), decoupled_weight_decay)",
