@@ -10,10 +10,11 @@ checkpointed and sharded with the optimizer state, and it holds a copy of the
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from optaxdecay import _selection, _tree
 
@@ -71,6 +72,12 @@ def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> 
     # A copy: the params' buffers may be donated to the step that follows.
     out.append(jnp.array(w0, dtype=leaf.value.dtype, copy=True))
   return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def current_value(value: Any, state: Any) -> tuple[Any, AnchorState]:
+  """The hyperparameter at this step (a schedule runs on the state's count), and the next state."""
+  coef = value(state.count) if callable(value) else value
+  return coef, AnchorState(cast(jax.Array, optax.safe_increment(state.count)), state.anchor)
 
 
 def anchor_leaves(state: AnchorState, n: int, *, fn: str) -> list[Any]:

@@ -60,17 +60,14 @@ def _leafwise(
         f"{fn}: `update` needs `params` (the current weights): call "
         "`tx.update(grads, state, params)`."
       )
-    if anchor is None:
-      coef, new_state = _hparams.current_value(value, state)
-    else:
-      coef = value(state.count) if callable(value) else value
-      new_state = _anchor.AnchorState(optax.safe_increment(state.count), state.anchor)
+    step = _hparams.current_value if anchor is None else _anchor.current_value
+    coef, new_state = step(value, state)
     if updates is None or _hparams.is_static_zero(value):
       return updates, new_state
     mults = selection.resolve(params)
     u_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
     if anchor is not None:
-      w0s = _anchor.anchor_leaves(state, len(p_leaves), fn=fn)
+      w0s = _anchor.anchor_leaves(new_state, len(p_leaves), fn=fn)
       p_leaves = [w if w0 is None else w - w0 for w, w0 in zip(p_leaves, w0s, strict=True)]
     _checked.check_range(coef, fn=fn, arg=arg, high=high)
     top = max(mults, default=0.0)
