@@ -19,8 +19,9 @@ Where things live (each public name is re-exported here): ``_transforms``
 reference point), ``_rates`` (every rule that maps hyperparameters to a decay
 rate), ``_masks`` (mask rules), ``_selection`` (what ``mask=`` means),
 ``_tree`` (naming and walking leaves), ``_hparams`` (argument checks),
-``_checked`` (run-time checks), ``_fused`` (``fused_adamw``); the public modules
-``testing``, ``diagnostics`` and ``compat`` (framework conventions).
+``_checked`` (run-time checks), ``_rounding`` (stochastic rounding), ``_fused``
+(``fused_adamw``); the public modules ``testing``, ``diagnostics`` and ``compat``
+(framework conventions).
 """
 
 from optaxdecay import compat, diagnostics, testing
@@ -37,6 +38,7 @@ from optaxdecay._rates import (
   rate_from_timescale,
   timescale_from_rate,
 )
+from optaxdecay._rounding import apply_updates_stochastic
 from optaxdecay._transforms import add_l2_to_grad, decoupled_weight_decay, proximal_weight_decay
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
   "FusedAdamW",
   "ScheduleState",
   "add_l2_to_grad",
+  "apply_updates_stochastic",
   "bias_mask",
   "checked",
   "compat",

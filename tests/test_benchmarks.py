@@ -34,6 +34,12 @@ def test_step_overhead_runs():
     assert expected in out, expected
 
 
+def test_stochastic_rounding_runs():
+  out = _run("stochastic_rounding.py")
+  for expected in ("bfloat16 params", "float32 params", "od.apply_updates_stochastic"):
+    assert expected in out, expected
+
+
 @pytest.mark.skipif(
   importlib.util.find_spec("torch") is None,
   reason="vs_torch.py needs PyTorch: pip install -e '.[compat]' (CI installs torch==2.13.0)",
