@@ -16,8 +16,19 @@ devices (default 8) with ``XLA_FLAGS=--xla_force_host_platform_device_count``.
     python examples/sharded_training.py            # 300 steps on sklearn digits
     python examples/sharded_training.py --smoke    # a few steps, with checks
 
+Several processes on this one machine, as on a pod (multi-controller SPMD: one
+process per "host", a global mesh over all of their devices, CPU collectives
+through gloo):
+
+    python examples/sharded_training.py --processes 2 --smoke   # 2 x 4 CPU devices
+
+launches the processes itself, with a coordinator on a free localhost port.
+
 Multi-host (several processes, e.g. a TPU pod slice or a GPU cluster): start
-the same script on every host with ``--distributed``. It then calls
+the same script on every host with ``--distributed``, e.g. on each of two GPU
+hosts ``python sharded_training.py --distributed --coordinator host0:1234
+--num-processes 2 --process-id <0 or 1>`` (on Cloud TPU and SLURM the three are
+auto-detected and ``--distributed`` alone is enough). It then calls
 ``jax.distributed.initialize()`` before anything else touches JAX (the
 coordinator address, process count and id are auto-detected on Cloud TPU and
 SLURM, or passed as arguments / ``JAX_COORDINATOR_ADDRESS`` etc.). The mesh is
@@ -42,13 +53,54 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--devices", type=int, default=8, help="simulated CPU devices (single host)")
   p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize()")
+  p.add_argument(
+    "--processes", type=int, default=1, help="launch this many processes on this machine"
+  )
+  p.add_argument("--coordinator", default=None, help="with --distributed: host:port")
+  p.add_argument("--num-processes", type=int, default=None, help="with --distributed")
+  p.add_argument("--process-id", type=int, default=None, help="with --distributed")
   p.add_argument("--batch", type=int, default=128, help="global batch size")
   p.add_argument("--lr", type=float, default=3e-3)
   p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW-style, x lr")
   return p.parse_args(argv)
 
 
+def launch(n: int) -> int:
+  """Run this script as ``n`` processes of one ``jax.distributed`` job on localhost."""
+  import socket
+  import subprocess
+
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+  argv = [a for a in sys.argv[1:] if not a.startswith("--processes")]
+  if "--processes" in sys.argv[1:]:
+    i = sys.argv.index("--processes")
+    argv = sys.argv[1:i] + sys.argv[i + 2 :]
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={max(1, ARGS.devices // n)}"
+  env["JAX_PLATFORMS"] = "cpu"
+  distributed = lambda i: [
+    *("--coordinator", f"127.0.0.1:{port}"),
+    *("--num-processes", str(n), "--process-id", str(i)),
+  ]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), *argv, "--distributed", *distributed(i)],
+      env=env,
+      stdout=subprocess.DEVNULL if i else None,  # process 0 speaks for all of them
+      stderr=subprocess.DEVNULL if i else None,
+    )
+    for i in range(n)
+  ]
+  codes = [p.wait(timeout=600) for p in procs]
+  print(f"launcher: {n} processes exited with {codes}")
+  return max(codes, key=abs)
+
+
 ARGS = parse_args()
+if ARGS.processes > 1 and not ARGS.distributed:
+  sys.exit(launch(ARGS.processes))
 if not ARGS.distributed and "xla_force_host_platform_device_count" not in os.environ.get(
   "XLA_FLAGS", ""
 ):
@@ -61,7 +113,9 @@ if not ARGS.distributed and "xla_force_host_platform_device_count" not in os.env
 import jax
 
 if ARGS.distributed:
-  jax.distributed.initialize()
+  if os.environ.get("JAX_PLATFORMS") == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only multi-process
+  jax.distributed.initialize(ARGS.coordinator, ARGS.num_processes, ARGS.process_id)
 
 import jax.numpy as jnp
 import numpy as np
