@@ -132,3 +132,14 @@ def test_a_process_that_dies_makes_the_others_fail_not_hang():
   code, text = results[0]
   assert code != 0, text[-2000:]
   assert "another task died" in text or "stopped sending heartbeats" in text, text[-3000:]
+
+
+def test_sharded_training_example_launches_two_processes():
+  """``examples/sharded_training.py --processes 2``: the example's own multi-process launcher."""
+  from _subprocess import run_python
+
+  example = ROOT / "examples" / "sharded_training.py"
+  proc = run_python([example, "--processes", "2", "--smoke"], timeout=TIMEOUT)
+  assert "8 devices, mesh {'data': 2, 'fsdp': 4}" in proc.stdout
+  assert "smoke: OK" in proc.stdout
+  assert "launcher: 2 processes exited with [0, 0]" in proc.stdout
