@@ -6,8 +6,10 @@ global mesh ``(data, fsdp)``. It trains a small Flax Linen MLP FSDP + data paral
 the optimizers in ``OPTIMIZERS``, checks what must hold on every process, and process 0 writes
 the final params and optimizer state (gathered to the host) to ``--out``.
 
-Modes: ``train`` (the model's own gradients), ``elementwise`` (gradients ``sin(3w + t)``, which
-need no cross-device reduction, so that runs on different meshes can be compared bit for bit),
+Modes: ``train`` (``jax.grad`` of the sharded batch: XLA's all-reduce), ``deterministic`` (the
+same gradients reduced in a fixed order, so that 1 and N processes agree bit for bit),
+``elementwise`` (gradients ``sin(3w + t)``, which need no cross-device reduction, so that runs
+on different meshes can be compared bit for bit),
 ``die`` (process 1 exits right after start-up, to test that the others fail, not hang).
 Checkpoints: ``--save-at K --ckpt DIR`` saves with Orbax after step K; ``--restore DIR --first
 K`` starts from it, on whatever mesh this run has.
@@ -29,7 +31,9 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--local-devices", type=int, default=8)
   p.add_argument("--mesh", default="2x4", help="data x fsdp")
   p.add_argument("--optimizer", default="adamw")
-  p.add_argument("--mode", default="train", choices=["train", "elementwise", "die"])
+  p.add_argument(
+    "--mode", default="train", choices=["train", "deterministic", "elementwise", "die"]
+  )
   p.add_argument("--steps", type=int, default=6)
   p.add_argument("--first", type=int, default=0)
   p.add_argument("--save-at", type=int, default=-1)
@@ -125,9 +129,50 @@ def loss_fn(params, x, y):
   return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
+def deterministic_grads(m: Mesh, params, x, y):
+  """Backprop with a reduction order that does not depend on how devices map to processes.
+
+  Each device computes the gradient of its batch shard (params all-gathered: an exact copy);
+  the per-device gradients are all-gathered (exact) and summed in device order on every
+  device. XLA's own all-reduce (``jax.grad`` of the sharded batch) sums in whatever order the
+  collective implementation chooses, which differs between one process and gloo.
+  """
+  from jax import shard_map
+
+  n = m.devices.size
+  pspecs = specs(params)
+  axes = ("data", "fsdp")
+
+  def local(params, x, y):
+    full = jax.tree.map(
+      lambda w, s: jax.lax.all_gather(w, "fsdp", axis=0, tiled=True) if s == P("fsdp") else w,
+      params,
+      pspecs,
+    )
+    g = jax.grad(loss_fn)(full, x, y)
+    g = jax.tree.map(lambda v: jax.lax.all_gather(v, axes).sum(axis=0) / n, g)
+    idx = jax.lax.axis_index("fsdp")
+
+    def own_shard(v, s):
+      if s != P("fsdp"):
+        return v
+      size = v.shape[0] // m.shape["fsdp"]
+      return jax.lax.dynamic_slice_in_dim(v, idx * size, size)
+
+    return jax.tree.map(own_shard, g, pspecs)
+
+  batch = P(axes)
+  # The gathered sum is the same on every device, so the outputs are replicated over `data`.
+  return shard_map(
+    local, mesh=m, in_specs=(pspecs, batch, batch), out_specs=pspecs, check_vma=False
+  )(params, x, y)
+
+
 def grads_fn(params, x, y, t):
   if ARGS.mode == "elementwise":
     return jax.tree.map(lambda w: jnp.sin(3.0 * w + t), params)
+  if ARGS.mode == "deterministic":
+    return deterministic_grads(mesh(), params, x, y)
   return jax.grad(loss_fn)(params, x, y)
 
 
