@@ -1,0 +1,87 @@
+r"""Other frameworks' optimizers and weight-decay conventions, reproduced exactly.
+
+"weight_decay" names a different update in every framework: an L2 term added
+to the gradient (PyTorch ``SGD``/``Adam``) or a decoupled shrink of the weights
+(``AdamW``); multiplied by the learning rate (PyTorch, Keras, Optax), by the
+learning rate's *ratio* to its initial value (Composer), by a schedule
+multiplier only (the paper), or by nothing (TF-Addons); with Adam's epsilon
+after the bias correction (PyTorch) or before it ("epsilon hat", Keras). Each
+factory here returns an :class:`optax.GradientTransformation` that reproduces
+one step of the named optimizer up to float rounding, built from
+:func:`~optaxdecay.add_l2_to_grad`, :func:`~optaxdecay.decoupled_weight_decay`
+and Optax pieces; only two conventions need their own transform:
+:func:`scale_by_torch_momentum` (PyTorch's dampening with its undampened first
+step) and :func:`scale_by_keras_adam` (epsilon hat).
+
+Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
+value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
+stepped once per optimizer step or a Keras ``LearningRateSchedule``),
+:math:`\eta_0` its initial value, :math:`\lambda` the framework's
+``weight_decay`` and :math:`g_t` the incoming gradient. Optax adds updates to
+the parameters, so a descent step is :math:`-\eta_t\,u_t`.
+
+Every factory takes ``mask=``: which leaves get the L2 term or the decay
+(``None``, the frameworks' own default, selects all; see
+:func:`~optaxdecay.bias_mask`). The ``*_to_*`` converters return the keyword
+arguments of the target factory that give the same trajectory, and say in
+their docstrings when that is exact; where no conversion is exact they raise.
+
+Layout (one module per framework; names are re-exported here): ``_torch`` (PyTorch),
+``_keras`` (Keras 3), ``_tfa`` (TensorFlow Addons), ``_composer`` (MosaicML Composer),
+``_paper`` (Loshchilov & Hutter), ``_convert`` (converters between them), ``_scale`` (the two
+transforms Optax does not have) and ``_common`` (the argument rules they share). A new
+framework convention gets a module of its own here.
+"""
+
+from optaxdecay.compat._composer import composer_adamw, composer_sgdw
+from optaxdecay.compat._convert import (
+  composer_adamw_to_torch_adamw,
+  keras_adamw_to_tfa_adamw,
+  keras_sgd_to_torch_sgd,
+  paper_adamw_to_torch_adamw,
+  paper_sgdw_to_keras_sgd,
+  tfa_adamw_to_keras_adamw,
+  torch_adamw_to_composer_adamw,
+  torch_adamw_to_paper_adamw,
+  torch_sgd_to_composer_sgdw,
+  torch_sgd_to_keras_sgd,
+)
+from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_sgd
+from optaxdecay.compat._paper import paper_adamw, paper_sgdw
+from optaxdecay.compat._scale import (
+  ScaleByKerasAdamState,
+  TorchMomentumState,
+  scale_by_keras_adam,
+  scale_by_torch_momentum,
+)
+from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
+from optaxdecay.compat._torch import torch_adam, torch_adamw, torch_sgd
+
+__all__ = [
+  "ScaleByKerasAdamState",
+  "TorchMomentumState",
+  "composer_adamw",
+  "composer_adamw_to_torch_adamw",
+  "composer_sgdw",
+  "keras_adam",
+  "keras_adamw",
+  "keras_adamw_to_tfa_adamw",
+  "keras_sgd",
+  "keras_sgd_to_torch_sgd",
+  "paper_adamw",
+  "paper_adamw_to_torch_adamw",
+  "paper_sgdw",
+  "paper_sgdw_to_keras_sgd",
+  "scale_by_keras_adam",
+  "scale_by_torch_momentum",
+  "tfa_adamw",
+  "tfa_adamw_to_keras_adamw",
+  "tfa_sgdw",
+  "torch_adam",
+  "torch_adamw",
+  "torch_adamw_to_composer_adamw",
+  "torch_adamw_to_paper_adamw",
+  "torch_sgd",
+  "torch_sgd_to_composer_sgdw",
+  "torch_sgd_to_keras_sgd",
+]

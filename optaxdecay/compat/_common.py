@@ -1,0 +1,87 @@
+"""Shared pieces of the reproductions: argument rules and builders each written once.
+
+Every ``compat`` module builds its optimizers from these, so that a rule (Nesterov's
+requirements, a pair of betas, "no momentum means no trace") has one wording everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optaxdecay import _hparams, _selection
+from optaxdecay._transforms import decay_transform
+
+ScalarOrSchedule: TypeAlias = optax.ScalarOrSchedule
+
+
+def check_betas(fn: str, betas: Any) -> tuple[Any, Any]:
+  """PyTorch's ``betas=(beta1, beta2)``, each in ``[0, 1)``."""
+  if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+    raise TypeError(f"{fn}: `betas` must be a pair (beta1, beta2), got {betas!r}.")
+  _hparams.check_number(betas[0], fn=fn, arg="betas[0]", high=1.0)
+  _hparams.check_number(betas[1], fn=fn, arg="betas[1]", high=1.0)
+  return betas[0], betas[1]
+
+
+def check_torch_nesterov(fn: str, nesterov: bool, momentum: Any, dampening: Any) -> None:
+  """PyTorch's rule: Nesterov momentum needs ``momentum > 0`` and no dampening."""
+  if nesterov and (is_zero(momentum) or not is_zero(dampening)):
+    raise ValueError(f"{fn}: `nesterov=True` requires `momentum > 0` and `dampening == 0`.")
+
+
+def is_zero(value: Any) -> bool:
+  """A concrete zero (Python or NumPy/JAX scalar, not traced)."""
+  if value is None:
+    return True
+  if isinstance(value, jax.core.Tracer) or callable(value):
+    return False
+  return float(np.asarray(value)) == 0.0
+
+
+def momentum_trace(momentum: Any, nesterov: bool = False) -> optax.GradientTransformation:
+  """``optax.trace(momentum, nesterov)``, or the identity for no momentum."""
+  if is_zero(momentum):
+    return optax.identity()
+  return optax.trace(decay=momentum, nesterov=nesterov)
+
+
+def scaled_schedule(alpha: float, schedule: ScalarOrSchedule) -> ScalarOrSchedule:
+  """``alpha * schedule_t``: a base learning rate times a schedule multiplier (the paper)."""
+  return _hparams.combine(lambda e: alpha * e, schedule)
+
+
+def value_at_step0(fn: str, arg: str, lr: ScalarOrSchedule) -> Any:
+  """The learning rate's value at step 0: ``lr`` itself or ``lr(0)``; must be > 0."""
+  value = lr(jnp.zeros([], jnp.int32)) if callable(lr) else lr
+  where = " (the schedule's value at step 0)" if callable(lr) else ""
+  x = _hparams.check_number(value, fn=fn, arg=arg, low=None, where=where)
+  if x is not None and x <= 0:
+    raise ValueError(
+      f"{fn}: `{arg}` must be > 0 at step 0 (got {x}): the conversion divides by "
+      "the initial learning rate."
+    )
+  return x if x is not None else value
+
+
+def decay(
+  fn: str, what: str, rate: ScalarOrSchedule, mask: _selection.MaskArg
+) -> optax.GradientTransformation:
+  """``decoupled_weight_decay(rate)``, its errors naming ``fn`` and ``what``.
+
+  ``rate`` is built from arguments ``fn`` checked itself; only the product is new here.
+  """
+  _hparams.check_rate(rate, fn=fn, arg=what)
+  return decay_transform(rate, _selection.selection(mask, fn=fn), fn=fn, arg=what)
+
+
+def keras_weight_decay(fn: str, weight_decay: float | None) -> float:
+  """Keras' ``weight_decay``: ``None`` (its default) is no decay."""
+  if weight_decay is None:
+    return 0.0
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  return weight_decay

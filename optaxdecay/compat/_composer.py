@@ -1,0 +1,162 @@
+"""MosaicML Composer's decoupled optimizers (decay x lr / lr0)."""
+
+from __future__ import annotations
+
+import optax
+
+from optaxdecay import _hparams, _selection
+from optaxdecay.compat._common import (
+  ScalarOrSchedule,
+  check_betas,
+  decay,
+  is_zero,
+  value_at_step0,
+)
+from optaxdecay.compat._scale import scale_by_torch_momentum
+
+
+def _composer_rate(
+  fn: str, lr: ScalarOrSchedule, weight_decay: float, initial_lr: float | None
+) -> ScalarOrSchedule:
+  """``(lr_t / initial_lr) * weight_decay``."""
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  if initial_lr is None:
+    lr0 = value_at_step0(fn, "lr", lr)
+  else:
+    _hparams.check_number(initial_lr, fn=fn, arg="initial_lr")
+    lr0 = value_at_step0(fn, "initial_lr", initial_lr)
+  if is_zero(weight_decay):
+    return 0.0
+  return _hparams.combine(lambda lr_t: lr_t / lr0 * weight_decay, lr)
+
+
+def composer_sgdw(
+  lr: ScalarOrSchedule,
+  momentum: float = 0.0,
+  dampening: float = 0.0,
+  weight_decay: float = 0.0,
+  nesterov: bool = False,
+  *,
+  initial_lr: float | None = None,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Composer's ``DecoupledSGDW``: decay :math:`(\eta_t/\eta_0)\lambda`, PyTorch momentum.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t\Bigl(1 - \tfrac{\eta_t}{\eta_0}\lambda\Bigr) - \eta_t\, b_t
+
+  with :math:`b_t` PyTorch's momentum buffer of the **raw** gradient
+  (:func:`scale_by_torch_momentum`). The decay follows the learning-rate
+  *schedule* but not its *size*: ``weight_decay`` is the fraction removed per
+  step at the initial learning rate.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (required, as in Composer).
+    momentum: :math:`\mu \ge 0`.
+    dampening: :math:`\tau \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`.
+    nesterov: PyTorch's Nesterov momentum.
+    initial_lr: :math:`\eta_0 > 0`, the learning rate given to Composer's
+      constructor (``group['initial_lr']``); default ``lr`` or ``lr(0)``.
+      Pass it when a schedule starts below its base value (a warmup from 0).
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: a hyperparameter out of range; :math:`\eta_0 \le 0`;
+      Nesterov without momentum or with dampening; a decay fraction
+      :math:`(\eta_t/\eta_0)\lambda \ge 1` at step 0.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from optaxdecay import compat
+    >>> lr = optax.linear_schedule(0.1, 0.05, transition_steps=10)
+    >>> tx = compat.composer_sgdw(lr, weight_decay=0.01)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> updates['w']  # -(lr_0 / lr_0) * wd * w
+    Array([-0.02], dtype=float32)
+
+  References:
+    MosaicML Composer ``composer/optim/decoupled_weight_decay.py``
+    (``DecoupledSGDW.sgdw``).
+  """
+  fn = "composer_sgdw"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
+  if nesterov and (is_zero(momentum) or not is_zero(dampening)):
+    raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
+  rate = _composer_rate(fn, lr, weight_decay, initial_lr)
+  return optax.chain(
+    scale_by_torch_momentum(momentum, dampening, nesterov),
+    optax.scale_by_learning_rate(lr),
+    decay(fn, "lr / initial_lr * weight_decay", rate, mask),
+  )
+
+
+def composer_adamw(
+  lr: ScalarOrSchedule = 1e-3,
+  betas: tuple[float, float] = (0.9, 0.95),
+  eps: float = 1e-8,
+  weight_decay: float = 1e-5,
+  *,
+  initial_lr: float | None = None,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Composer's ``DecoupledAdamW``: decay :math:`(\eta_t/\eta_0)\lambda`.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t\Bigl(1 - \tfrac{\eta_t}{\eta_0}\lambda\Bigr)
+      - \eta_t\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+  PyTorch's Adam direction, Composer's defaults (``betas=(0.9, 0.95)``,
+  ``weight_decay=1e-5``). Equal to :func:`torch_adamw` with
+  ``weight_decay / initial_lr`` (see :func:`composer_adamw_to_torch_adamw`)
+  and to :func:`paper_adamw` with :math:`\alpha=\eta_0`, multiplier
+  :math:`\eta_t/\eta_0`.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule.
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`.
+    initial_lr: :math:`\eta_0 > 0` (Composer's constructor ``lr``); default
+      ``lr`` or ``lr(0)``.
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: a hyperparameter out of range; :math:`\eta_0 \le 0`; a decay
+      fraction :math:`\ge 1`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.composer_adamw(lr=0.1, weight_decay=0.01)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> updates['w']  # -wd * w: not multiplied by lr = 0.1
+    Array([-0.02], dtype=float32)
+
+  References:
+    MosaicML Composer ``composer/optim/decoupled_weight_decay.py``
+    (``DecoupledAdamW.adamw``).
+  """
+  fn = "composer_adamw"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  rate = _composer_rate(fn, lr, weight_decay, initial_lr)
+  return optax.chain(
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_learning_rate(lr),
+    decay(fn, "lr / initial_lr * weight_decay", rate, mask),
+  )

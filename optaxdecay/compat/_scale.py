@@ -1,0 +1,191 @@
+"""The two transforms Optax does not have: PyTorch's momentum and Keras' "epsilon hat" Adam."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optaxdecay import _hparams
+from optaxdecay.compat._common import (
+  check_torch_nesterov,
+  is_zero,
+  momentum_trace,
+)
+
+
+class TorchMomentumState(NamedTuple):
+  """State of :func:`scale_by_torch_momentum` with ``dampening != 0``.
+
+  Attributes:
+    count: number of updates so far (``int32``); the buffer is set to the
+      gradient itself, undampened, when ``count == 0``.
+    momentum_buffer: PyTorch's ``momentum_buffer``, one leaf per parameter.
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  momentum_buffer: optax.Updates
+
+
+def scale_by_torch_momentum(
+  momentum: float, dampening: float = 0.0, nesterov: bool = False
+) -> optax.GradientTransformation:
+  r"""PyTorch SGD's momentum buffer, dampening and first step included.
+
+  .. math::
+
+    b_1 = g_1, \qquad b_t = \mu\, b_{t-1} + (1-\tau)\, g_t \ (t > 1), \qquad
+    u_t = \begin{cases} g_t + \mu\, b_t & \text{Nesterov} \\ b_t & \text{else}\end{cases}
+
+  The first buffer is the gradient itself, **not** :math:`(1-\tau)g_1`. With
+  ``dampening=0`` this is exactly :func:`optax.trace` (whose zero initial trace
+  gives :math:`b_1 = g_1`), which is returned then; only a nonzero dampening
+  needs its own state. The learning rate is applied after it (PyTorch
+  multiplies the buffer by :math:`\eta_t`, it does not accumulate it).
+
+  Args:
+    momentum: :math:`\mu \ge 0`; ``0`` gives the identity.
+    dampening: :math:`\tau \ge 0`.
+    nesterov: PyTorch's Nesterov form; needs ``momentum > 0`` and
+      ``dampening == 0``, as in PyTorch.
+
+  Returns:
+    An :class:`optax.GradientTransformation`: :func:`optax.identity` for
+    ``momentum=0``, :func:`optax.trace` for ``dampening=0``, else one with a
+    :class:`TorchMomentumState`.
+
+  Raises:
+    ValueError: ``momentum`` or ``dampening`` negative or non-finite; Nesterov
+      without momentum or with dampening.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_momentum(0.9, dampening=0.5)
+    >>> g = jnp.array([1.0])
+    >>> u, state = tx.update(g, tx.init(g))  # first step: the gradient itself
+    >>> u, _ = tx.update(g, state)  # 0.9 * 1 + 0.5 * 1
+    >>> u
+    Array([1.4], dtype=float32)
+
+  References:
+    ``torch.optim.SGD`` (``torch/optim/sgd.py``, ``_single_tensor_sgd``).
+  """
+  fn = "scale_by_torch_momentum"
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
+  check_torch_nesterov(fn, nesterov, momentum, dampening)
+  if is_zero(momentum) or is_zero(dampening):
+    return momentum_trace(momentum, nesterov)
+
+  def init_fn(params: optax.Params) -> TorchMomentumState:
+    return TorchMomentumState(
+      count=jnp.zeros([], jnp.int32), momentum_buffer=optax.tree.zeros_like(params)
+    )
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, TorchMomentumState]:
+    del params
+    first = state.count == 0
+    buf = jax.tree.map(
+      lambda g, b: jnp.where(first, g, momentum * b + (1 - dampening) * g).astype(b.dtype),
+      updates,
+      state.momentum_buffer,
+    )
+    return buf, TorchMomentumState(cast(jax.Array, optax.safe_increment(state.count)), buf)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByKerasAdamState(NamedTuple):
+  """State of :func:`scale_by_keras_adam`.
+
+  Attributes:
+    count: number of updates so far (``int32``); Keras' ``iterations``.
+    mu: first moment (Keras' ``momentums``).
+    nu: second moment (Keras' ``velocities``).
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  mu: optax.Updates
+  nu: optax.Updates
+
+
+def scale_by_keras_adam(
+  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+  r"""Keras' Adam direction, with epsilon hat (:math:`\hat\epsilon`).
+
+  .. math::
+
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
+    u_t = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot\frac{m_t}{\sqrt{v_t} + \hat\epsilon}
+
+  Keras adds :math:`\hat\epsilon` to :math:`\sqrt{v_t}` **before** the bias
+  correction of :math:`v`: in Adam's usual form
+  (:func:`optax.scale_by_adam`, PyTorch) this is
+  :math:`\hat m_t / (\sqrt{\hat v_t} + \hat\epsilon/\sqrt{1-\beta_2^t})`, an
+  epsilon that is :math:`1/\sqrt{1-\beta_2^t}` times larger early in training
+  (about 31.6 at step 1 with :math:`\beta_2=0.999`). Follow it with
+  :func:`optax.scale_by_learning_rate`.
+
+  Args:
+    beta_1: :math:`\beta_1 \in [0, 1)`.
+    beta_2: :math:`\beta_2 \in [0, 1)`.
+    epsilon: :math:`\hat\epsilon \ge 0`; Keras' default ``1e-7``.
+
+  Returns:
+    An :class:`optax.GradientTransformation` with a
+    :class:`ScaleByKerasAdamState`.
+
+  Raises:
+    ValueError: a beta outside ``[0, 1)``; ``epsilon`` negative.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_keras_adam(epsilon=0.1)
+    >>> g = jnp.array([1.0])
+    >>> u, _ = tx.update(g, tx.init(g))  # 1 / (1 + 0.1 / sqrt(0.001))
+    >>> u  # optax.scale_by_adam(eps=0.1) gives 1 / (1 + 0.1) here
+    Array([0.24025148], dtype=float32)
+
+  References:
+    Keras 3 ``keras.optimizers.Adam`` (``keras/src/optimizers/adam.py``,
+    ``update_step``); Kingma & Ba, `Adam <https://arxiv.org/abs/1412.6980>`_,
+    ICLR 2015 (the formula before Section 2.1).
+  """
+  fn = "scale_by_keras_adam"
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+
+  def init_fn(params: optax.Params) -> ScaleByKerasAdamState:
+    return ScaleByKerasAdamState(
+      count=jnp.zeros([], jnp.int32),
+      mu=optax.tree.zeros_like(params),
+      nu=optax.tree.zeros_like(params),
+    )
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, ScaleByKerasAdamState]:
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, beta_1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, beta_2, 2)
+    count = cast(jax.Array, optax.safe_increment(state.count))
+
+    def direction(m: jax.Array, v: jax.Array) -> jax.Array:
+      t = count.astype(m.dtype)
+      alpha = jnp.sqrt(1 - jnp.asarray(beta_2, m.dtype) ** t) / (
+        1 - jnp.asarray(beta_1, m.dtype) ** t
+      )
+      return (m * alpha / (jnp.sqrt(v) + epsilon)).astype(m.dtype)
+
+    return jax.tree.map(direction, mu, nu), ScaleByKerasAdamState(count, mu, nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)

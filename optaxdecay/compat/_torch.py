@@ -1,0 +1,202 @@
+"""PyTorch (``torch.optim``) optimizers and their weight-decay conventions."""
+
+from __future__ import annotations
+
+import optax
+
+from optaxdecay import _hparams, _selection
+from optaxdecay._rates import lr_times
+from optaxdecay._transforms import l2_transform
+from optaxdecay.compat._common import (
+  ScalarOrSchedule,
+  check_betas,
+  decay,
+  is_zero,
+)
+from optaxdecay.compat._scale import scale_by_torch_momentum
+
+
+def torch_sgd(
+  lr: ScalarOrSchedule = 1e-3,
+  momentum: float = 0.0,
+  dampening: float = 0.0,
+  weight_decay: float = 0.0,
+  nesterov: bool = False,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.SGD``: weight decay is L2 in the gradient, before momentum.
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda\theta_t,\quad
+    b_t = \text{torch momentum}(g_t)\ \text{(see } \texttt{scale\_by\_torch\_momentum}),\quad
+    \theta_{t+1} = \theta_t - \eta_t\, b_t
+
+  The decay is multiplied by the learning rate (and its schedule) and, with
+  momentum, accumulated in the buffer: with :math:`\mu > 0` it is **not** a
+  decoupled decay of any rate. Built as ``chain(add_l2_to_grad(weight_decay),
+  scale_by_torch_momentum(...), scale_by_learning_rate(lr))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule ``step -> lr`` (the counterpart
+      of a ``LambdaLR`` stepped once per ``optimizer.step()``: step ``t`` uses
+      ``base_lr * lr_lambda(t)``). Default ``1e-3`` as in PyTorch.
+    momentum: :math:`\mu \ge 0`.
+    dampening: :math:`\tau \ge 0`; the first buffer is undampened.
+    weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    nesterov: PyTorch's Nesterov momentum (needs momentum and no dampening).
+    mask: leaves that get the L2 term (PyTorch: the param groups with a
+      nonzero ``weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: a negative or non-finite hyperparameter; Nesterov without
+      momentum or with dampening.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_sgd(lr=0.1, weight_decay=0.01)
+    >>> params = {'w': jnp.array([1.0, -2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.5, 0.5])}, tx.init(params), params)
+    >>> updates['w']  # -0.1 * (g + 0.01 * w)
+    Array([-0.051, -0.048], dtype=float32)
+
+  References:
+    ``torch/optim/sgd.py`` (``_single_tensor_sgd``), PyTorch 2.x.
+  """
+  fn = "torch_sgd"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_number(dampening, fn=fn, arg="dampening")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  if nesterov and (is_zero(momentum) or not is_zero(dampening)):
+    raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
+  return optax.chain(
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    scale_by_torch_momentum(momentum, dampening, nesterov),
+    optax.scale_by_learning_rate(lr),
+  )
+
+
+def torch_adam(
+  lr: ScalarOrSchedule = 1e-3,
+  betas: tuple[float, float] = (0.9, 0.999),
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.Adam``: weight decay is L2, passed through the preconditioner.
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda\theta_t,\quad
+    \theta_{t+1} = \theta_t - \eta_t\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+  with :math:`\hat m, \hat v` the bias-corrected moments **of the L2-augmented
+  gradient** and :math:`\epsilon` added after the bias correction. This is
+  *not* AdamW: the decay is divided by :math:`\sqrt{\hat v_t}+\epsilon`, so
+  weights with large gradients are barely regularized. Built as
+  ``chain(add_l2_to_grad(weight_decay), optax.scale_by_adam(...),
+  scale_by_learning_rate(lr))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    mask: leaves that get the L2 term; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: a hyperparameter out of PyTorch's range.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_adam(lr=0.1, weight_decay=1.0)
+    >>> params = {'w': jnp.array([1.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> updates['w']  # the first Adam step is -lr * sign(g + wd * w)
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``torch/optim/adam.py`` (``_single_tensor_adam``, ``decoupled_weight_decay=False``).
+  """
+  fn = "torch_adam"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  return optax.chain(
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_learning_rate(lr),
+  )
+
+
+def torch_adamw(
+  lr: ScalarOrSchedule = 1e-3,
+  betas: tuple[float, float] = (0.9, 0.999),
+  eps: float = 1e-8,
+  weight_decay: float = 1e-2,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.AdamW``: decoupled decay, multiplied by the (scheduled) lr.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t(1 - \eta_t\lambda)
+      - \eta_t\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+  with the moments of the raw gradient. Same update as ``optax.adamw(lr,
+  b1, b2, eps, weight_decay)``, but with PyTorch's defaults
+  (``weight_decay=1e-2``, not Optax's ``1e-4``). Built as
+  ``chain(optax.scale_by_adam(...), scale_by_learning_rate(lr),
+  decoupled_weight_decay(l2_to_decay_rate(weight_decay, lr)))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`; the fraction removed per step is
+      :math:`\eta_t\lambda`, which must be ``< 1``.
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: a hyperparameter out of range, or ``lr * weight_decay >= 1``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_adamw(lr=0.1, weight_decay=0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> updates['w']  # no gradient: only the decay, -lr * wd * w
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``torch/optim/adamw.py`` and ``torch/optim/adam.py``
+    (``decoupled_weight_decay=True``); Loshchilov & Hutter, `Decoupled Weight
+    Decay Regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
+  """
+  fn = "torch_adamw"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  return optax.chain(
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_learning_rate(lr),
+    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+  )
