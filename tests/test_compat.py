@@ -808,3 +808,86 @@ def test_per_leaf_multipliers_reach_the_compat_optimizers():
     optax.sgd(0.1),
   )
   assert_equivalent(l2, l2_groups, params, grad_fn, steps=20, rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------
+# More of torch.optim: RMSprop, Adagrad, Adamax (each with its L2 weight_decay).
+
+MORE_TORCH = {
+  "RMSprop": (
+    compat.torch_rmsprop,
+    dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.3, momentum=0.0, centered=False),
+  ),
+  "RMSprop-momentum-centered": (
+    compat.torch_rmsprop,
+    dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.3, momentum=0.8, centered=True),
+  ),
+  "Adagrad": (
+    compat.torch_adagrad,
+    dict(lr=0.05, lr_decay=0.01, weight_decay=0.3, initial_accumulator_value=0.1, eps=1e-8),
+  ),
+  "Adamax": (compat.torch_adamax, dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3)),
+}
+
+
+def _torch_class(torch, name):
+  return getattr(torch.optim, name.split("-")[0])
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+@pytest.mark.parametrize("name", list(MORE_TORCH))
+def test_more_torch_optimizers_match_pytorch(torch, name, scheduled):
+  factory, kw = MORE_TORCH[name]
+  params, grad_np, grad_fn = _problem()
+  ref = _torch_traj(
+    torch,
+    lambda tp: _torch_class(torch, name)(tp.values(), **kw),
+    params,
+    grad_np,
+    lr_factor if scheduled else None,
+  )
+  ours = dict(kw, lr=schedule(kw["lr"]) if scheduled else kw["lr"])
+  _check(f"torch {name} sched={scheduled}", _ours(factory(**ours), params, grad_fn), ref, ATOL32)
+
+
+@pytest.mark.parametrize("name", list(MORE_TORCH))
+def test_more_torch_optimizers_float64_and_param_groups(torch, x64, name):
+  """float64 to 1e-12 with a schedule, and the bias in a param group without weight decay."""
+  factory, kw = MORE_TORCH[name]
+  params, grad_np, grad_fn = _problem(np.float64)
+
+  def make(tp):
+    groups = [{"params": [tp["w"]]}, {"params": [tp["bias"]], "weight_decay": 0.0}]
+    return _torch_class(torch, name)(groups, **kw)
+
+  ref = _torch_traj(torch, make, params, grad_np, lr_factor)
+  tx = factory(**dict(kw, lr=schedule(kw["lr"])), mask=od.bias_mask)
+  _check(f"torch {name} float64 masked", _ours(tx, params, grad_fn), ref, 1e-12)
+
+
+def test_torch_rmsprop_l2_is_not_decoupled():
+  """RMSprop's weight_decay is L2 through the preconditioner: not a decoupled decay."""
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  l2 = compat.torch_rmsprop(lr=0.01, weight_decay=0.3)
+  decoupled = optax.chain(
+    optax.scale_by_rms(decay=0.99, eps=1e-8, eps_in_sqrt=False),
+    optax.scale_by_learning_rate(0.01),
+    od.decoupled_weight_decay(0.01 * 0.3),
+  )
+  assert_not_equivalent(l2, decoupled, p, grad_fn, steps=STEPS)
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.torch_rmsprop(alpha=1.0), "alpha"),
+    (lambda: compat.torch_rmsprop(centered="yes"), "centered"),
+    (lambda: compat.torch_adagrad(lr_decay=-1.0), "lr_decay"),
+    (lambda: compat.torch_adagrad(initial_accumulator_value=-0.1), "initial_accumulator_value"),
+    (lambda: compat.torch_adamax(betas=(0.9,)), "betas"),
+  ],
+)
+def test_more_torch_optimizers_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
+    build()

@@ -50,15 +50,25 @@ from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_sgd
 from optaxdecay.compat._paper import paper_adamw, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
+  TorchAdagradState,
   TorchMomentumState,
   scale_by_keras_adam,
+  scale_by_torch_adagrad,
   scale_by_torch_momentum,
 )
 from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
-from optaxdecay.compat._torch import torch_adam, torch_adamw, torch_sgd
+from optaxdecay.compat._torch import (
+  torch_adagrad,
+  torch_adam,
+  torch_adamax,
+  torch_adamw,
+  torch_rmsprop,
+  torch_sgd,
+)
 
 __all__ = [
   "ScaleByKerasAdamState",
+  "TorchAdagradState",
   "TorchMomentumState",
   "composer_adamw",
   "composer_adamw_to_torch_adamw",
@@ -73,14 +83,18 @@ __all__ = [
   "paper_sgdw",
   "paper_sgdw_to_keras_sgd",
   "scale_by_keras_adam",
+  "scale_by_torch_adagrad",
   "scale_by_torch_momentum",
   "tfa_adamw",
   "tfa_adamw_to_keras_adamw",
   "tfa_sgdw",
+  "torch_adagrad",
   "torch_adam",
+  "torch_adamax",
   "torch_adamw",
   "torch_adamw_to_composer_adamw",
   "torch_adamw_to_paper_adamw",
+  "torch_rmsprop",
   "torch_sgd",
   "torch_sgd_to_composer_sgdw",
   "torch_sgd_to_keras_sgd",

@@ -8,6 +8,7 @@ from optaxdecay import _hparams, _selection
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
   check_betas,
+  check_torch_nesterov,
   decay,
   is_zero,
   value_at_step0,
@@ -89,8 +90,7 @@ def composer_sgdw(
   _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
-  if nesterov and (is_zero(momentum) or not is_zero(dampening)):
-    raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
+  check_torch_nesterov(fn, nesterov, momentum, dampening)
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
   return optax.chain(
     scale_by_torch_momentum(momentum, dampening, nesterov),

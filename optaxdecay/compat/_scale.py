@@ -189,3 +189,55 @@ def scale_by_keras_adam(
     return jax.tree.map(direction, mu, nu), ScaleByKerasAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+class TorchAdagradState(NamedTuple):
+  """State of :func:`scale_by_torch_adagrad`: the running sum of squared gradients."""
+
+  sum_of_squares: optax.Updates
+
+
+def scale_by_torch_adagrad(
+  initial_accumulator_value: float = 0.0, eps: float = 1e-10
+) -> optax.GradientTransformation:
+  r"""PyTorch's Adagrad scaling: :math:`u = g/(\sqrt{s_t} + \epsilon)`, :math:`s_t = s_{t-1} + g^2`.
+
+  ``optax.scale_by_rss`` puts :math:`\epsilon` inside the square root; PyTorch adds it
+  outside, and starts the sum at ``initial_accumulator_value``.
+
+  Args:
+    initial_accumulator_value: :math:`s_0 \ge 0`.
+    eps: :math:`\epsilon \ge 0`.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is a :class:`TorchAdagradState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_adagrad(eps=0.0)
+    >>> u, _ = tx.update({'w': jnp.array([3.0])}, tx.init({'w': jnp.zeros(1)}))
+    >>> u['w']  # 3 / sqrt(9)
+    Array([1.], dtype=float32)
+
+  References:
+    ``torch/optim/adagrad.py`` (``_single_tensor_adagrad``).
+  """
+  fn = "scale_by_torch_adagrad"
+  _hparams.check_number(initial_accumulator_value, fn=fn, arg="initial_accumulator_value")
+  _hparams.check_number(eps, fn=fn, arg="eps")
+
+  def init_fn(params: optax.Params) -> TorchAdagradState:
+    return TorchAdagradState(
+      jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
+    )
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, TorchAdagradState]:
+    del params
+    total = jax.tree.map(lambda s, g: s + g * g, state.sum_of_squares, updates)
+    scaled = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, total)
+    return scaled, TorchAdagradState(total)
+
+  return optax.GradientTransformation(init_fn, update_fn)

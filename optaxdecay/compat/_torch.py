@@ -10,10 +10,12 @@ from optaxdecay._transforms import l2_transform
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
   check_betas,
+  check_torch_nesterov,
   decay,
   is_zero,
+  momentum_trace,
 )
-from optaxdecay.compat._scale import scale_by_torch_momentum
+from optaxdecay.compat._scale import scale_by_torch_adagrad, scale_by_torch_momentum
 
 
 def torch_sgd(
@@ -73,8 +75,7 @@ def torch_sgd(
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  if nesterov and (is_zero(momentum) or not is_zero(dampening)):
-    raise ValueError(f"{fn}: Nesterov momentum requires a momentum and zero dampening.")
+  check_torch_nesterov(fn, nesterov, momentum, dampening)
   return optax.chain(
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     scale_by_torch_momentum(momentum, dampening, nesterov),
@@ -199,4 +200,185 @@ def torch_adamw(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
     decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+  )
+
+
+def torch_rmsprop(
+  lr: ScalarOrSchedule = 1e-2,
+  alpha: float = 0.99,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  momentum: float = 0.0,
+  centered: bool = False,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.RMSprop``: weight decay is L2, divided by the running RMS.
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda\theta_t,\quad
+    v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,\quad
+    d_t = \frac{g_t}{\sqrt{v_t - \bar g_t^2\,[\text{centered}]} + \epsilon},\quad
+    b_t = \mu b_{t-1} + d_t,\quad
+    \theta_{t+1} = \theta_t - \eta_t b_t
+
+  with :math:`\bar g_t = \alpha\bar g_{t-1} + (1-\alpha)g_t` when ``centered``,
+  :math:`\epsilon` outside the square root, and the learning rate applied *after* the
+  momentum buffer (so a schedule scales the whole buffer, as in PyTorch). Built as
+  ``chain(add_l2_to_grad(weight_decay), optax.scale_by_rms(alpha, eps, eps_in_sqrt=False)``
+  (``scale_by_stddev`` when centered) ``, optax.trace(momentum), scale_by_learning_rate(lr))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    alpha: :math:`\alpha \in [0, 1)`, the smoothing constant.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    momentum: :math:`\mu \ge 0`.
+    centered: subtract the squared running mean of the gradient.
+    mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_rmsprop(lr=0.1, alpha=0.0, eps=0.0, weight_decay=1.0)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # alpha=0: -lr * sign(g + wd * w)
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``torch/optim/rmsprop.py`` (``_single_tensor_rmsprop``).
+  """
+  fn = "torch_rmsprop"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(alpha, fn=fn, arg="alpha", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_number(momentum, fn=fn, arg="momentum")
+  _hparams.check_bool(centered, fn=fn, arg="centered")
+  scale = optax.scale_by_stddev if centered else optax.scale_by_rms
+  return optax.chain(
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    scale(decay=alpha, eps=eps, eps_in_sqrt=False),
+    momentum_trace(momentum),
+    optax.scale_by_learning_rate(lr),
+  )
+
+
+def torch_adagrad(
+  lr: ScalarOrSchedule = 1e-2,
+  lr_decay: float = 0.0,
+  weight_decay: float = 0.0,
+  initial_accumulator_value: float = 0.0,
+  eps: float = 1e-10,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.Adagrad``: weight decay is L2, divided by the root sum of squares.
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda\theta_t,\quad
+    s_t = s_{t-1} + g_t^2,\quad
+    \theta_{t+1} = \theta_t - \frac{\eta_t}{1 + t\,\delta}\,\frac{g_t}{\sqrt{s_t} + \epsilon}
+
+  for the ``t``-th update (0-based), :math:`\delta` = ``lr_decay`` and
+  :math:`s_0` = ``initial_accumulator_value``. Built as ``chain(add_l2_to_grad(weight_decay),``
+  :func:`scale_by_torch_adagrad` ``, scale_by_learning_rate(lr_t / (1 + t * lr_decay)))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    lr_decay: :math:`\delta \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    initial_accumulator_value: :math:`s_0 \ge 0`.
+    eps: :math:`\epsilon \ge 0`.
+    mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_adagrad(lr=0.1, eps=0.0, weight_decay=1.0)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # the first step is -lr * sign(g + wd * w)
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``torch/optim/adagrad.py`` (``_single_tensor_adagrad``).
+  """
+  fn = "torch_adagrad"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(lr_decay, fn=fn, arg="lr_decay")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_number(initial_accumulator_value, fn=fn, arg="initial_accumulator_value")
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  step_size = lr
+  if not is_zero(lr_decay):
+    base = lr if callable(lr) else (lambda _count: lr)
+    step_size = lambda count: base(count) / (1 + count * lr_decay)
+  return optax.chain(
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    scale_by_torch_adagrad(initial_accumulator_value, eps),
+    optax.scale_by_learning_rate(step_size),
+  )
+
+
+def torch_adamax(
+  lr: ScalarOrSchedule = 2e-3,
+  betas: tuple[float, float] = (0.9, 0.999),
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.Adamax``: weight decay is L2, divided by the infinity norm.
+
+  .. math::
+
+    g_t \leftarrow g_t + \lambda\theta_t,\quad
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon),\quad
+    \theta_{t+1} = \theta_t - \frac{\eta_t}{1-\beta_1^{t+1}}\,\frac{m_t}{u_t}
+
+  Built as ``chain(add_l2_to_grad(weight_decay), optax.scale_by_adamax(b1, b2, eps),
+  scale_by_learning_rate(lr))``.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_adamax(lr=0.1, eps=0.0, weight_decay=1.0)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # the first step is -lr * sign(g + wd * w)
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``torch/optim/adamax.py`` (``_single_tensor_adamax``).
+  """
+  fn = "torch_adamax"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  return optax.chain(
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    optax.scale_by_adamax(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_learning_rate(lr),
   )
