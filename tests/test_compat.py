@@ -663,12 +663,12 @@ ERROR_CASES = {
   "sgd_nesterov_without_momentum": (
     lambda: compat.torch_sgd(0.1, nesterov=True),
     ValueError,
-    "torch_sgd: Nesterov",
+    "torch_sgd: `nesterov=True` requires `momentum > 0` and `dampening == 0`",
   ),
   "sgd_nesterov_with_dampening": (
     lambda: compat.torch_sgd(0.1, momentum=0.9, dampening=0.1, nesterov=True),
     ValueError,
-    "torch_sgd: Nesterov",
+    "torch_sgd: `nesterov=True` requires `momentum > 0` and `dampening == 0`",
   ),
   "adam_beta_one": (
     lambda: compat.torch_adam(betas=(0.9, 1.0)),
