@@ -891,3 +891,73 @@ def test_torch_rmsprop_l2_is_not_decoupled():
 def test_more_torch_optimizers_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
     build()
+
+
+ADAM_FLAGS = {
+  "Adam-amsgrad": ("Adam", dict(amsgrad=True)),
+  "Adam-maximize": ("Adam", dict(maximize=True)),
+  "Adam-decoupled": ("Adam", dict(decoupled_weight_decay=True)),
+  "Adam-decoupled-amsgrad-maximize": (
+    "Adam",
+    dict(decoupled_weight_decay=True, amsgrad=True, maximize=True),
+  ),
+  "AdamW-amsgrad": ("AdamW", dict(amsgrad=True)),
+  "AdamW-maximize": ("AdamW", dict(maximize=True)),
+}
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+@pytest.mark.parametrize("case", list(ADAM_FLAGS))
+def test_torch_adam_flags_match_pytorch(torch, case, scheduled):
+  """Adam/AdamW with amsgrad, maximize and Adam(decoupled_weight_decay=True)."""
+  name, flags = ADAM_FLAGS[case]
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.02, 0.5
+  ref = _torch_traj(
+    torch,
+    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd, **flags),
+    params,
+    grad_np,
+    lr_factor if scheduled else None,
+  )
+  factory = compat.torch_adam if name == "Adam" else compat.torch_adamw
+  tx = factory(schedule(lr) if scheduled else lr, weight_decay=wd, **flags)
+  _check(f"torch {case} sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+def test_torch_adam_decoupled_is_torch_adamw_and_amsgrad_is_not_optax_amsgrad(torch):
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  assert_equivalent(
+    compat.torch_adam(0.02, weight_decay=0.5, decoupled_weight_decay=True),
+    compat.torch_adamw(0.02, weight_decay=0.5),
+    p,
+    grad_fn,
+    steps=STEPS,
+    rtol=0.0,
+    atol=0.0,
+  )
+  # Optax's AMSGrad takes the max of the bias-corrected nu: a different optimizer.
+  ours = optax.chain(compat.scale_by_torch_amsgrad(), optax.scale_by_learning_rate(0.02))
+  optax_amsgrad = optax.amsgrad(0.02)
+  assert_not_equivalent(ours, optax_amsgrad, p, grad_fn, steps=STEPS)
+
+
+@pytest.mark.parametrize(
+  "case", ["Adam-amsgrad", "Adam-decoupled-amsgrad-maximize", "AdamW-maximize"]
+)
+def test_torch_adam_flags_float64(torch, x64, case):
+  """In float64 the flags agree with PyTorch to 1e-12: the float32 errors above are rounding."""
+  name, flags = ADAM_FLAGS[case]
+  params, grad_np, grad_fn = _problem(np.float64)
+  lr, wd = 0.02, 0.5
+  ref = _torch_traj(
+    torch,
+    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd, **flags),
+    params,
+    grad_np,
+    lr_factor,
+  )
+  factory = compat.torch_adam if name == "Adam" else compat.torch_adamw
+  tx = factory(schedule(lr), weight_decay=wd, **flags)
+  _check(f"torch {case} float64", _ours(tx, params, grad_fn), ref, 1e-12)

@@ -50,10 +50,12 @@ from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_sgd
 from optaxdecay.compat._paper import paper_adamw, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
+  ScaleByTorchAmsgradState,
   TorchAdagradState,
   TorchMomentumState,
   scale_by_keras_adam,
   scale_by_torch_adagrad,
+  scale_by_torch_amsgrad,
   scale_by_torch_momentum,
 )
 from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
@@ -68,6 +70,7 @@ from optaxdecay.compat._torch import (
 
 __all__ = [
   "ScaleByKerasAdamState",
+  "ScaleByTorchAmsgradState",
   "TorchAdagradState",
   "TorchMomentumState",
   "composer_adamw",
@@ -84,6 +87,7 @@ __all__ = [
   "paper_sgdw_to_keras_sgd",
   "scale_by_keras_adam",
   "scale_by_torch_adagrad",
+  "scale_by_torch_amsgrad",
   "scale_by_torch_momentum",
   "tfa_adamw",
   "tfa_adamw_to_keras_adamw",

@@ -241,3 +241,75 @@ def scale_by_torch_adagrad(
     return scaled, TorchAdagradState(total)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByTorchAmsgradState(NamedTuple):
+  """State of :func:`scale_by_torch_amsgrad`: Adam's moments and the running max of ``nu``."""
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  mu: optax.Updates
+  nu: optax.Updates
+  nu_max: optax.Updates
+
+
+def scale_by_torch_amsgrad(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+  r"""PyTorch's AMSGrad: the running max of the *raw* second moment, then the bias correction.
+
+  .. math::
+
+    \hat v^{\max}_t = \max(\hat v^{\max}_{t-1}, v_t),\qquad
+    u_t = \frac{m_t/(1-\beta_1^t)}{\sqrt{\hat v^{\max}_t}/\sqrt{1-\beta_2^t} + \epsilon}
+
+  ``optax.scale_by_amsgrad`` takes the max of the bias-corrected :math:`v_t/(1-\beta_2^t)`
+  instead, a different (larger, early on) denominator.
+
+  Args:
+    b1: :math:`\beta_1 \in [0, 1)`.
+    b2: :math:`\beta_2 \in [0, 1)`.
+    eps: :math:`\epsilon \ge 0`, after the bias correction.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is a
+    :class:`ScaleByTorchAmsgradState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_amsgrad(eps=0.0)
+    >>> u, _ = tx.update({'w': jnp.array([-2.0])}, tx.init({'w': jnp.zeros(1)}))
+    >>> u['w']  # the first step is sign(g)
+    Array([-1.], dtype=float32)
+
+  References:
+    ``torch/optim/adam.py`` (``_single_tensor_adam``, ``amsgrad=True``).
+  """
+  fn = "scale_by_torch_amsgrad"
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
+  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+
+  def init_fn(params: optax.Params) -> ScaleByTorchAmsgradState:
+    zeros = optax.tree.zeros_like(params)
+    return ScaleByTorchAmsgradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, ScaleByTorchAmsgradState]:
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    bc1 = 1 - b1**count
+    root_bc2 = jnp.sqrt(1 - b2**count)
+
+    def direction(m: jax.Array, v: jax.Array) -> jax.Array:
+      denom = jnp.sqrt(v) / root_bc2.astype(v.dtype) + eps
+      return (m / bc1.astype(m.dtype) / denom).astype(m.dtype)
+
+    out = jax.tree.map(direction, mu, nu_max)
+    return out, ScaleByTorchAmsgradState(count, mu, nu, nu_max)
+
+  return optax.GradientTransformation(init_fn, update_fn)

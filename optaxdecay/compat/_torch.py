@@ -15,7 +15,11 @@ from optaxdecay.compat._common import (
   is_zero,
   momentum_trace,
 )
-from optaxdecay.compat._scale import scale_by_torch_adagrad, scale_by_torch_momentum
+from optaxdecay.compat._scale import (
+  scale_by_torch_adagrad,
+  scale_by_torch_amsgrad,
+  scale_by_torch_momentum,
+)
 
 
 def torch_sgd(
@@ -88,7 +92,10 @@ def torch_adam(
   betas: tuple[float, float] = (0.9, 0.999),
   eps: float = 1e-8,
   weight_decay: float = 0.0,
+  amsgrad: bool = False,
   *,
+  maximize: bool = False,
+  decoupled_weight_decay: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.Adam``: weight decay is L2, passed through the preconditioner.
@@ -110,7 +117,12 @@ def torch_adam(
     betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
     eps: :math:`\epsilon \ge 0`.
     weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
-    mask: leaves that get the L2 term; ``None`` selects all.
+    amsgrad: PyTorch's AMSGrad (:func:`scale_by_torch_amsgrad`: the max of the raw second
+      moment, then the bias correction).
+    maximize: ascend instead of descend (the gradient is negated first, as in PyTorch).
+    decoupled_weight_decay: PyTorch 2.x's switch to AdamW's decoupled decay
+      (``Adam(decoupled_weight_decay=True)`` is ``AdamW``): then :func:`torch_adamw`.
+    mask: leaves that get the L2 term (or the decay); ``None`` selects all.
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -131,13 +143,41 @@ def torch_adam(
     ``torch/optim/adam.py`` (``_single_tensor_adam``, ``decoupled_weight_decay=False``).
   """
   fn = "torch_adam"
+  return _adam(fn, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, mask)
+
+
+def _adam(
+  fn: str,
+  lr: ScalarOrSchedule,
+  betas: tuple[float, float],
+  eps: float,
+  weight_decay: float,
+  amsgrad: bool,
+  maximize: bool,
+  decoupled: bool,
+  mask: _selection.MaskArg,
+) -> optax.GradientTransformation:
+  """``torch.optim.Adam``/``AdamW`` (``_single_tensor_adam``), its arguments checked once."""
   _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  for arg, flag in (("amsgrad", amsgrad), ("maximize", maximize)):
+    _hparams.check_bool(flag, fn=fn, arg=arg)
+  _hparams.check_bool(decoupled, fn=fn, arg="decoupled_weight_decay")
+  moments = scale_by_torch_amsgrad(b1, b2, eps) if amsgrad else optax.scale_by_adam(b1, b2, eps)
+  sign = optax.scale(-1.0) if maximize else optax.identity()  # PyTorch negates g first
+  if decoupled:
+    return optax.chain(
+      sign,
+      moments,
+      optax.scale_by_learning_rate(lr),
+      decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+    )
   return optax.chain(
+    sign,
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+    moments,
     optax.scale_by_learning_rate(lr),
   )
 
@@ -147,7 +187,9 @@ def torch_adamw(
   betas: tuple[float, float] = (0.9, 0.999),
   eps: float = 1e-8,
   weight_decay: float = 1e-2,
+  amsgrad: bool = False,
   *,
+  maximize: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.AdamW``: decoupled decay, multiplied by the (scheduled) lr.
@@ -169,6 +211,8 @@ def torch_adamw(
     eps: :math:`\epsilon \ge 0`.
     weight_decay: :math:`\lambda \ge 0`; the fraction removed per step is
       :math:`\eta_t\lambda`, which must be ``< 1``.
+    amsgrad: PyTorch's AMSGrad (:func:`scale_by_torch_amsgrad`).
+    maximize: ascend instead of descend (the decay still shrinks the weights).
     mask: leaves that are decayed; ``None`` selects all.
 
   Returns:
@@ -191,16 +235,7 @@ def torch_adamw(
     (``decoupled_weight_decay=True``); Loshchilov & Hutter, `Decoupled Weight
     Decay Regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
   """
-  fn = "torch_adamw"
-  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
-  b1, b2 = check_betas(fn, betas)
-  _hparams.check_number(eps, fn=fn, arg="eps")
-  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  return optax.chain(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
-    optax.scale_by_learning_rate(lr),
-    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
-  )
+  return _adam("torch_adamw", lr, betas, eps, weight_decay, amsgrad, maximize, True, mask)
 
 
 def torch_rmsprop(
