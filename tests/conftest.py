@@ -90,3 +90,29 @@ def nnx_model():
       return self.head(jax.nn.relu(self.norm(self.dense(x))))
 
   return nnx, Model(nnx.Rngs(0))
+
+
+@pytest.fixture
+def eqx_block():
+  """``(eqx, params)``: an Equinox block with Embedding, LayerNorm, RMSNorm and an MLP.
+
+  Fields ``token_embeddings``, ``ln``, ``rms``, ``mlp`` (lower-case names, so that only the
+  module *classes* say what is a norm or an embedding); params are its inexact arrays.
+  Skips when equinox is missing.
+  """
+  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
+
+  class Block(eqx.Module):
+    token_embeddings: eqx.nn.Embedding
+    ln: eqx.nn.LayerNorm
+    rms: eqx.nn.RMSNorm
+    mlp: eqx.nn.MLP
+
+    def __init__(self, key):
+      k1, k2 = jax.random.split(key)
+      self.token_embeddings = eqx.nn.Embedding(10, 4, key=k1)
+      self.ln = eqx.nn.LayerNorm(4)
+      self.rms = eqx.nn.RMSNorm(4)
+      self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
+
+  return eqx, eqx.filter(Block(jax.random.key(0)), eqx.is_inexact_array)

@@ -906,12 +906,10 @@ ADAM_FLAGS = {
 }
 
 
-@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
-@pytest.mark.parametrize("case", list(ADAM_FLAGS))
-def test_torch_adam_flags_match_pytorch(torch, case, scheduled):
-  """Adam/AdamW with amsgrad, maximize and Adam(decoupled_weight_decay=True)."""
+def _adam_flags_pair(torch, case, dtype, scheduled):
+  """Our trajectory and PyTorch's for one ``ADAM_FLAGS`` case (lr 0.02, weight_decay 0.5)."""
   name, flags = ADAM_FLAGS[case]
-  params, grad_np, grad_fn = _problem()
+  params, grad_np, grad_fn = _problem(dtype)
   lr, wd = 0.02, 0.5
   ref = _torch_traj(
     torch,
@@ -922,7 +920,15 @@ def test_torch_adam_flags_match_pytorch(torch, case, scheduled):
   )
   factory = compat.torch_adam if name == "Adam" else compat.torch_adamw
   tx = factory(schedule(lr) if scheduled else lr, weight_decay=wd, **flags)
-  _check(f"torch {case} sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+  return _ours(tx, params, grad_fn), ref
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+@pytest.mark.parametrize("case", list(ADAM_FLAGS))
+def test_torch_adam_flags_match_pytorch(torch, case, scheduled):
+  """Adam/AdamW with amsgrad, maximize and Adam(decoupled_weight_decay=True)."""
+  ours, ref = _adam_flags_pair(torch, case, np.float32, scheduled)
+  _check(f"torch {case} sched={scheduled}", ours, ref, ATOL32)
 
 
 def test_torch_adam_decoupled_is_torch_adamw_and_amsgrad_is_not_optax_amsgrad(torch):
@@ -948,16 +954,5 @@ def test_torch_adam_decoupled_is_torch_adamw_and_amsgrad_is_not_optax_amsgrad(to
 )
 def test_torch_adam_flags_float64(torch, x64, case):
   """In float64 the flags agree with PyTorch to 1e-12: the float32 errors above are rounding."""
-  name, flags = ADAM_FLAGS[case]
-  params, grad_np, grad_fn = _problem(np.float64)
-  lr, wd = 0.02, 0.5
-  ref = _torch_traj(
-    torch,
-    lambda tp: getattr(torch.optim, name)(tp.values(), lr=lr, weight_decay=wd, **flags),
-    params,
-    grad_np,
-    lr_factor,
-  )
-  factory = compat.torch_adam if name == "Adam" else compat.torch_adamw
-  tx = factory(schedule(lr), weight_decay=wd, **flags)
-  _check(f"torch {case} float64", _ours(tx, params, grad_fn), ref, 1e-12)
+  ours, ref = _adam_flags_pair(torch, case, np.float64, scheduled=True)
+  _check(f"torch {case} float64", ours, ref, 1e-12)

@@ -299,31 +299,13 @@ def test_haiku_layer_norm_offset_is_not_decayed():
 # Rules by module class
 
 
-def _eqx_model(eqx):
-  class Block(eqx.Module):
-    embed: eqx.nn.Embedding
-    norm: eqx.nn.LayerNorm
-    rms: eqx.nn.RMSNorm
-    mlp: eqx.nn.MLP
-
-    def __init__(self, key):
-      k1, k2 = jax.random.split(key)
-      self.embed = eqx.nn.Embedding(10, 4, key=k1)
-      self.norm = eqx.nn.LayerNorm(4)
-      self.rms = eqx.nn.RMSNorm(4)
-      self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
-
-  return Block(jax.random.key(0))
-
-
-def test_exclude_modules_on_equinox_by_class_and_by_name():
-  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
-  params = eqx.filter(_eqx_model(eqx), eqx.is_inexact_array)
+def test_exclude_modules_on_equinox_by_class_and_by_name(eqx_block):
+  eqx, params = eqx_block
   by_class = od.decay_mask(exclude_modules=(eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.Embedding))
   levanter = od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embedding"))
   for mask_fn in (by_class, levanter):
     mask = mask_fn(params)
-    assert not mask.embed.weight and not mask.norm.weight and not mask.norm.bias
+    assert not mask.token_embeddings.weight and not mask.ln.weight and not mask.ln.bias
     assert not mask.rms.weight
     assert [layer.weight for layer in mask.mlp.layers] == [True, True]
     assert [layer.bias for layer in mask.mlp.layers] == [False, False]
@@ -331,7 +313,7 @@ def test_exclude_modules_on_equinox_by_class_and_by_name():
   tx = optax.chain(optax.adam(1e-2), od.decoupled_weight_decay(0.5, mask=levanter(params)))
   zeros = jax.tree.map(jnp.zeros_like, params)
   out, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
-  np.testing.assert_array_equal(out.norm.weight, 0.0)
+  np.testing.assert_array_equal(out.ln.weight, 0.0)
   np.testing.assert_allclose(out.mlp.layers[0].weight, -0.5 * params.mlp.layers[0].weight)
 
 

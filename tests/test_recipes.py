@@ -137,24 +137,9 @@ def test_big_vision_wd_mults():
   assert got["head"]["kernel"] == 0.5 and got["Dense_0"]["kernel"] == 1.0
 
 
-def test_levanter_build_weight_decay_mask():
+def test_levanter_build_weight_decay_mask(eqx_block):
   """Levanter's default: no decay inside LayerNorm/RMSNorm/Embedding modules, nor biases."""
-  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
-
-  class Block(eqx.Module):
-    token_embeddings: eqx.nn.Embedding
-    ln: eqx.nn.LayerNorm
-    rms: eqx.nn.RMSNorm
-    mlp: eqx.nn.MLP
-
-    def __init__(self, key):
-      k1, k2 = jax.random.split(key)
-      self.token_embeddings = eqx.nn.Embedding(10, 4, key=k1)
-      self.ln = eqx.nn.LayerNorm(4)
-      self.rms = eqx.nn.RMSNorm(4)
-      self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
-
-  params = eqx.filter(Block(jax.random.key(0)), eqx.is_inexact_array)
+  eqx, params = eqx_block
 
   def levanter(leaf):  # re-typed: "Class.field" of the enclosing module, and the root path
     modules = [c for c in leaf.classes if issubclass(c, eqx.Module)]
