@@ -811,7 +811,8 @@ def test_per_leaf_multipliers_reach_the_compat_optimizers():
 
 
 # --------------------------------------------------------------------------
-# More of torch.optim: RMSprop, Adagrad, Adamax (each with its L2 weight_decay).
+# More of torch.optim: RMSprop, Adagrad, Adamax, NAdam, RAdam (each with its L2 weight_decay;
+# NAdam and RAdam also with decoupled_weight_decay=True).
 
 MORE_TORCH = {
   "RMSprop": (
@@ -827,6 +828,20 @@ MORE_TORCH = {
     dict(lr=0.05, lr_decay=0.01, weight_decay=0.3, initial_accumulator_value=0.1, eps=1e-8),
   ),
   "Adamax": (compat.torch_adamax, dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3)),
+  "NAdam": (
+    compat.torch_nadam,
+    dict(lr=0.02, betas=(0.85, 0.99), eps=1e-6, weight_decay=0.3, momentum_decay=0.05),
+  ),
+  "NAdam-decoupled": (
+    compat.torch_nadam,
+    dict(lr=0.02, weight_decay=0.5, momentum_decay=4e-3, decoupled_weight_decay=True),
+  ),
+  # 30 steps cross RAdam's switch (rho_t > 5 from step 6 with beta2 = 0.999).
+  "RAdam": (compat.torch_radam, dict(lr=0.02, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.3)),
+  "RAdam-decoupled": (
+    compat.torch_radam,
+    dict(lr=0.02, weight_decay=0.5, decoupled_weight_decay=True),
+  ),
 }
 
 
@@ -860,9 +875,40 @@ def test_more_torch_optimizers_float64_and_param_groups(torch, x64, name):
     groups = [{"params": [tp["w"]]}, {"params": [tp["bias"]], "weight_decay": 0.0}]
     return _torch_class(torch, name)(groups, **kw)
 
-  ref = _torch_traj(torch, make, params, grad_np, lr_factor)
+  # torch keeps scalar state (NAdam's mu_product, the step) in the *default* dtype: float64 too.
+  default = torch.get_default_dtype()
+  torch.set_default_dtype(torch.float64)
+  try:
+    ref = _torch_traj(torch, make, params, grad_np, lr_factor)
+  finally:
+    torch.set_default_dtype(default)
   tx = factory(**dict(kw, lr=schedule(kw["lr"])), mask=od.bias_mask)
   _check(f"torch {name} float64 masked", _ours(tx, params, grad_fn), ref, 1e-12)
+
+
+def test_torch_radam_is_not_optax_radam_and_its_first_steps_are_unpreconditioned():
+  """Optax's RAdam adds eps after the bias correction and switches at rho >= 5: not PyTorch's.
+  RAdam's first five steps (rho_t <= 5) are bias-corrected momentum, so its L2 is then
+  SGD-momentum's L2, not divided by anything; from step 6 on it is preconditioned."""
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  ours = optax.chain(compat.scale_by_torch_radam(eps=1e-3), optax.scale_by_learning_rate(0.02))
+  assert_not_equivalent(ours, optax.radam(0.02, eps=1e-3), p, grad_fn, steps=STEPS)
+  momentum_l2 = optax.chain(
+    od.add_l2_to_grad(0.3), optax.ema(0.9, debias=True), optax.scale_by_learning_rate(0.02)
+  )
+  radam = compat.torch_radam(lr=0.02, weight_decay=0.3)
+  assert_equivalent(radam, momentum_l2, p, grad_fn, steps=5, rtol=1e-6, atol=1e-7)
+  assert_not_equivalent(radam, momentum_l2, p, grad_fn, steps=STEPS)
+
+
+def test_torch_nadam_and_radam_l2_is_not_their_decoupled_decay():
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  for factory in (compat.torch_nadam, compat.torch_radam):
+    l2 = factory(lr=0.02, weight_decay=0.3)
+    decoupled = factory(lr=0.02, weight_decay=0.3, decoupled_weight_decay=True)
+    assert_not_equivalent(l2, decoupled, p, grad_fn, steps=STEPS)
 
 
 def test_torch_rmsprop_l2_is_not_decoupled():
@@ -886,6 +932,10 @@ def test_torch_rmsprop_l2_is_not_decoupled():
     (lambda: compat.torch_adagrad(lr_decay=-1.0), "lr_decay"),
     (lambda: compat.torch_adagrad(initial_accumulator_value=-0.1), "initial_accumulator_value"),
     (lambda: compat.torch_adamax(betas=(0.9,)), "betas"),
+    (lambda: compat.torch_nadam(momentum_decay=-1.0), "momentum_decay"),
+    (lambda: compat.torch_nadam(decoupled_weight_decay=1), "decoupled_weight_decay"),
+    (lambda: compat.torch_radam(betas=(0.9, 1.0)), "betas"),
+    (lambda: compat.torch_radam(maximize="no"), "maximize"),
   ],
 )
 def test_more_torch_optimizers_bad_arguments(build, arg):

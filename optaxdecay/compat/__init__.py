@@ -9,9 +9,10 @@ after the bias correction (PyTorch) or before it ("epsilon hat", Keras). Each
 factory here returns an :class:`optax.GradientTransformation` that reproduces
 one step of the named optimizer up to float rounding, built from
 :func:`~optaxdecay.add_l2_to_grad`, :func:`~optaxdecay.decoupled_weight_decay`
-and Optax pieces; only two conventions need their own transform:
-:func:`scale_by_torch_momentum` (PyTorch's dampening with its undampened first
-step) and :func:`scale_by_keras_adam` (epsilon hat).
+and Optax pieces; the conventions Optax has no transform for have their own in ``_scale``
+(:func:`scale_by_torch_momentum`: PyTorch's dampening with its undampened first
+step; :func:`scale_by_keras_adam`: epsilon hat; PyTorch's AMSGrad, Adagrad, NAdam
+and RAdam).
 
 Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
 value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
@@ -28,7 +29,7 @@ their docstrings when that is exact; where no conversion is exact they raise.
 
 Layout (one module per framework; names are re-exported here): ``_torch`` (PyTorch),
 ``_keras`` (Keras 3), ``_tfa`` (TensorFlow Addons), ``_composer`` (MosaicML Composer),
-``_paper`` (Loshchilov & Hutter), ``_convert`` (converters between them), ``_scale`` (the two
+``_paper`` (Loshchilov & Hutter), ``_convert`` (converters between them), ``_scale`` (the
 transforms Optax does not have) and ``_common`` (the argument rules they share). A new
 framework convention gets a module of its own here.
 """
@@ -51,12 +52,15 @@ from optaxdecay.compat._paper import paper_adamw, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
   ScaleByTorchAmsgradState,
+  ScaleByTorchNadamState,
   TorchAdagradState,
   TorchMomentumState,
   scale_by_keras_adam,
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
+  scale_by_torch_nadam,
+  scale_by_torch_radam,
 )
 from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
 from optaxdecay.compat._torch import (
@@ -64,6 +68,8 @@ from optaxdecay.compat._torch import (
   torch_adam,
   torch_adamax,
   torch_adamw,
+  torch_nadam,
+  torch_radam,
   torch_rmsprop,
   torch_sgd,
 )
@@ -71,6 +77,7 @@ from optaxdecay.compat._torch import (
 __all__ = [
   "ScaleByKerasAdamState",
   "ScaleByTorchAmsgradState",
+  "ScaleByTorchNadamState",
   "TorchAdagradState",
   "TorchMomentumState",
   "composer_adamw",
@@ -89,6 +96,8 @@ __all__ = [
   "scale_by_torch_adagrad",
   "scale_by_torch_amsgrad",
   "scale_by_torch_momentum",
+  "scale_by_torch_nadam",
+  "scale_by_torch_radam",
   "tfa_adamw",
   "tfa_adamw_to_keras_adamw",
   "tfa_sgdw",
@@ -98,6 +107,8 @@ __all__ = [
   "torch_adamw",
   "torch_adamw_to_composer_adamw",
   "torch_adamw_to_paper_adamw",
+  "torch_nadam",
+  "torch_radam",
   "torch_rmsprop",
   "torch_sgd",
   "torch_sgd_to_composer_sgdw",

@@ -1,7 +1,9 @@
-"""The two transforms Optax does not have: PyTorch's momentum and Keras' "epsilon hat" Adam."""
+"""The transforms Optax does not have: PyTorch's momentum, AMSGrad, Adagrad, NAdam and RAdam, and
+Keras' "epsilon hat" Adam."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -311,5 +313,177 @@ def scale_by_torch_amsgrad(
 
     out = jax.tree.map(direction, mu, nu_max)
     return out, ScaleByTorchAmsgradState(count, mu, nu, nu_max)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByTorchNadamState(NamedTuple):
+  """State of :func:`scale_by_torch_nadam`: Adam's moments and the product of the momenta."""
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  mu_product: jax.Array
+  mu: optax.Updates
+  nu: optax.Updates
+
+
+def scale_by_torch_nadam(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3
+) -> optax.GradientTransformation:
+  r"""PyTorch's NAdam (Dozat 2016): Nesterov momentum with the momentum schedule :math:`\mu_t`.
+
+  .. math::
+
+    \mu_t = \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr),\quad
+    \Pi_t = \textstyle\prod_{i \le t}\mu_i,\quad
+    u_t = \frac{1}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+      \Bigl(\frac{1-\mu_t}{1-\Pi_t}\,g_t + \frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,m_t\Bigr)
+
+  with :math:`m_t, v_t` Adam's (uncorrected) moments and :math:`\psi` the
+  ``momentum_decay``. ``optax.nadam`` is another NAdam (constant momentum, Adam's bias
+  correction), so this transform reproduces ``torch.optim.NAdam``'s.
+
+  Args:
+    b1: :math:`\beta_1 \in [0, 1)`.
+    b2: :math:`\beta_2 \in [0, 1)`.
+    eps: :math:`\epsilon \ge 0`, after the bias correction.
+    momentum_decay: :math:`\psi \ge 0` (PyTorch's default ``4e-3``).
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is a :class:`ScaleByTorchNadamState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_nadam(eps=0.0)
+    >>> u, _ = tx.update({'w': jnp.array([-2.0])}, tx.init({'w': jnp.zeros(1)}))
+    >>> bool(u['w'][0] < 0)  # a descent direction, with the gradient's sign
+    True
+
+  References:
+    ``torch/optim/nadam.py`` (``_single_tensor_nadam``); Dozat, *Incorporating Nesterov
+    momentum into Adam*, ICLR workshop 2016.
+  """
+  fn = "scale_by_torch_nadam"
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
+  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  _hparams.check_number(momentum_decay, fn=fn, arg="momentum_decay")
+
+  def init_fn(params: optax.Params) -> ScaleByTorchNadamState:
+    zeros = optax.tree.zeros_like(params)
+    return ScaleByTorchNadamState(jnp.zeros([], jnp.int32), jnp.ones([]), zeros, zeros)
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, ScaleByTorchNadamState]:
+    del params
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    step = count.astype(state.mu_product.dtype)
+    mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    mu_product = state.mu_product * mu_t
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    bc2 = 1 - b2**count
+    c_grad = (1.0 - mu_t) / (1.0 - mu_product)
+    c_mom = mu_next / (1.0 - mu_product * mu_next)
+
+    def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+      denom = jnp.sqrt(v / bc2.astype(v.dtype)) + eps
+      dt = g.dtype
+      return (g * c_grad.astype(dt) / denom + m * c_mom.astype(dt) / denom).astype(dt)
+
+    out = jax.tree.map(direction, updates, mu, nu)
+    return out, ScaleByTorchNadamState(count, mu_product, mu, nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_torch_radam(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+  r"""PyTorch's RAdam (Liu et al. 2020): Adam with its variance rectified once it is tractable.
+
+  .. math::
+
+    \rho_\infty = \tfrac{2}{1-\beta_2} - 1,\quad
+    \rho_t = \rho_\infty - \tfrac{2t\beta_2^t}{1-\beta_2^t},\quad
+    u_t = \begin{cases}
+      \hat m_t\, r_t\, \dfrac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon} & \rho_t > 5 \\
+      \hat m_t & \text{else}
+    \end{cases}
+
+  with :math:`r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)
+  \rho_t}}` and :math:`\hat m_t = m_t/(1-\beta_1^t)`. ``optax.scale_by_radam`` differs in two
+  places: it switches at :math:`\rho_t \ge 5` and adds :math:`\epsilon` after the bias
+  correction of :math:`v_t` (PyTorch adds it to :math:`\sqrt{v_t}`, before).
+
+  Args:
+    b1: :math:`\beta_1 \in [0, 1)`.
+    b2: :math:`\beta_2 \in [0, 1)`.
+    eps: :math:`\epsilon \ge 0`.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is an ``optax.ScaleByAdamState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_radam()
+    >>> u, _ = tx.update({'w': jnp.array([-2.0])}, tx.init({'w': jnp.zeros(1)}))
+    >>> u['w']  # rho_1 = 1 <= 5: the first steps are plain momentum (m_hat = g)
+    Array([-2.], dtype=float32)
+
+  References:
+    ``torch/optim/radam.py`` (``_single_tensor_radam``); Liu et al., *On the variance of the
+    adaptive learning rate and beyond*, ICLR 2020.
+  """
+  fn = "scale_by_torch_radam"
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
+  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  rho_inf = 2.0 / (1.0 - b2) - 1.0
+  a = -math.log(b2) if b2 > 0 else math.inf  # b2**t = exp(-a t)
+
+  def rho(count: jax.Array) -> jax.Array:
+    """rho_t, without float32's cancellation of rho_inf - 2t b2^t / (1 - b2^t) for small t.
+
+    PyTorch computes it in Python (float64). For small s = a t the difference of the two
+    Bernoulli series x / (e^x - 1) at -a and at s is summed term by term instead (error below
+    1e-10 for s < 0.5); the direct formula has no cancellation beyond that.
+    """
+    t = count.astype(jnp.result_type(float))  # float32, or float64 under x64
+    s = a * t
+    series = t
+    for k, c in ((1, 6.0), (3, -360.0), (5, 15120.0), (7, -604800.0)):
+      series = series + a**k * (1.0 - t ** (k + 1)) / c
+    q = jnp.exp(-s)
+    direct = rho_inf - 2.0 * t * q / -jnp.expm1(-s)
+    return jnp.where(s < 0.5, series, direct) if math.isfinite(a) else jnp.full_like(t, rho_inf)
+
+  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
+    zeros = optax.tree.zeros_like(params)
+    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    bc1, bc2 = 1 - b1**count, 1 - b2**count
+    rho_t = rho(count)
+    rect = jnp.sqrt(
+      jnp.maximum((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0)
+    )
+
+    def direction(m: jax.Array, v: jax.Array) -> jax.Array:
+      m_hat = m / bc1.astype(m.dtype)
+      adaptive = jnp.sqrt(bc2).astype(v.dtype) / (jnp.sqrt(v) + eps)
+      return jnp.where(rho_t > 5.0, m_hat * rect.astype(m.dtype) * adaptive, m_hat).astype(m.dtype)
+
+    out = jax.tree.map(direction, mu, nu)
+    return out, optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -19,6 +19,8 @@ from optaxdecay.compat._scale import (
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
+  scale_by_torch_nadam,
+  scale_by_torch_radam,
 )
 
 
@@ -158,28 +160,11 @@ def _adam(
   mask: _selection.MaskArg,
 ) -> optax.GradientTransformation:
   """``torch.optim.Adam``/``AdamW`` (``_single_tensor_adam``), its arguments checked once."""
-  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
-  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  for arg, flag in (("amsgrad", amsgrad), ("maximize", maximize)):
-    _hparams.check_bool(flag, fn=fn, arg=arg)
-  _hparams.check_bool(decoupled, fn=fn, arg="decoupled_weight_decay")
+  _hparams.check_bool(amsgrad, fn=fn, arg="amsgrad")
   moments = scale_by_torch_amsgrad(b1, b2, eps) if amsgrad else optax.scale_by_adam(b1, b2, eps)
-  sign = optax.scale(-1.0) if maximize else optax.identity()  # PyTorch negates g first
-  if decoupled:
-    return optax.chain(
-      sign,
-      moments,
-      optax.scale_by_learning_rate(lr),
-      decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
-    )
-  return optax.chain(
-    sign,
-    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
-    moments,
-    optax.scale_by_learning_rate(lr),
-  )
+  return _preconditioned(fn, lr, weight_decay, maximize, decoupled, mask, moments)
 
 
 def torch_adamw(
@@ -415,5 +400,146 @@ def torch_adamax(
   return optax.chain(
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     optax.scale_by_adamax(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_learning_rate(lr),
+  )
+
+
+def torch_nadam(
+  lr: ScalarOrSchedule = 2e-3,
+  betas: tuple[float, float] = (0.9, 0.999),
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  momentum_decay: float = 4e-3,
+  decoupled_weight_decay: bool = False,
+  *,
+  maximize: bool = False,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.NAdam``: L2 through the preconditioner, or decoupled (``× lr``) when asked.
+
+  .. math::
+
+    \text{L2: } g_t \leftarrow g_t + \lambda\theta_t;\qquad
+    \text{decoupled: } \theta_t \leftarrow \theta_t(1 - \eta_t\lambda);\qquad
+    \theta_{t+1} = \theta_t - \eta_t\, u_t
+
+  with :math:`u_t` PyTorch's NAdam direction (:func:`scale_by_torch_nadam`, with its momentum
+  schedule ``momentum_decay``). ``decoupled_weight_decay=True`` is PyTorch's "NAdamW".
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart). Default ``2e-3``.
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`.
+    momentum_decay: :math:`\psi \ge 0`, the momentum schedule's decay.
+    decoupled_weight_decay: decay the weights by :math:`\eta_t\lambda` outside the
+      preconditioner instead of adding :math:`\lambda\theta` to the gradient.
+    maximize: ascend instead of descend.
+    mask: leaves that get the L2 term (or the decay); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_nadam(lr=0.1, weight_decay=0.1, decoupled_weight_decay=True)
+    >>> params = {'w': jnp.array([1.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # zero gradient: only the decoupled decay, -lr * wd * w
+    Array([-0.01], dtype=float32)
+
+  References:
+    ``torch/optim/nadam.py`` (``_single_tensor_nadam``), PyTorch 2.x.
+  """
+  fn = "torch_nadam"
+  _hparams.check_number(momentum_decay, fn=fn, arg="momentum_decay")
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  moments = scale_by_torch_nadam(b1, b2, eps, momentum_decay)
+  return _preconditioned(fn, lr, weight_decay, maximize, decoupled_weight_decay, mask, moments)
+
+
+def torch_radam(
+  lr: ScalarOrSchedule = 1e-3,
+  betas: tuple[float, float] = (0.9, 0.999),
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  decoupled_weight_decay: bool = False,
+  *,
+  maximize: bool = False,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.RAdam``: L2 through the (rectified) preconditioner, or decoupled (``× lr``).
+
+  .. math::
+
+    \text{L2: } g_t \leftarrow g_t + \lambda\theta_t;\qquad
+    \text{decoupled: } \theta_t \leftarrow \theta_t(1 - \eta_t\lambda);\qquad
+    \theta_{t+1} = \theta_t - \eta_t\, u_t
+
+  with :math:`u_t` PyTorch's RAdam direction (:func:`scale_by_torch_radam`): plain
+  bias-corrected momentum while :math:`\rho_t \le 5` (the first steps), rectified Adam after.
+  With L2, the first steps are therefore *not* preconditioned (the L2 term is not divided by
+  anything) and the later ones are: the coupling changes during training.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart).
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0`.
+    decoupled_weight_decay: decay the weights by :math:`\eta_t\lambda` outside the
+      preconditioner instead of adding :math:`\lambda\theta` to the gradient.
+    maximize: ascend instead of descend.
+    mask: leaves that get the L2 term (or the decay); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_radam(lr=0.1, weight_decay=0.5)
+    >>> params = {'w': jnp.array([1.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # step 1 is unrectified: -lr * (g + wd * w)
+    Array([-0.05], dtype=float32)
+
+  References:
+    ``torch/optim/radam.py`` (``_single_tensor_radam``), PyTorch 2.x.
+  """
+  fn = "torch_radam"
+  b1, b2 = check_betas(fn, betas)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  moments = scale_by_torch_radam(b1, b2, eps)
+  return _preconditioned(fn, lr, weight_decay, maximize, decoupled_weight_decay, mask, moments)
+
+
+def _preconditioned(
+  fn: str,
+  lr: ScalarOrSchedule,
+  weight_decay: float,
+  maximize: bool,
+  decoupled: bool,
+  mask: _selection.MaskArg,
+  moments: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """PyTorch's pattern around a preconditioner: maximize, then L2 before it or decay after it."""
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_bool(maximize, fn=fn, arg="maximize")
+  _hparams.check_bool(decoupled, fn=fn, arg="decoupled_weight_decay")
+  sign = optax.scale(-1.0) if maximize else optax.identity()  # PyTorch negates g first
+  if decoupled:
+    return optax.chain(
+      sign,
+      moments,
+      optax.scale_by_learning_rate(lr),
+      decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+    )
+  return optax.chain(
+    sign,
+    l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
+    moments,
     optax.scale_by_learning_rate(lr),
   )
