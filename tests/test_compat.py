@@ -1006,3 +1006,137 @@ def test_torch_adam_flags_float64(torch, x64, case):
   """In float64 the flags agree with PyTorch to 1e-12: the float32 errors above are rounding."""
   ours, ref = _adam_flags_pair(torch, case, np.float64, scheduled=True)
   _check(f"torch {case} float64", ours, ref, 1e-12)
+
+
+# --------------------------------------------------------------------------
+# Lion: the paper (= optax.lion = Keras), Composer/llm-foundry (decay x lr/lr0), and
+# bitsandbytes' coupled L2 (its bug #1992), which is none of them.
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_keras_lion_matches_keras(keras, scheduled):
+  params, grad_np, grad_fn = _problem()
+  lr, wd = 0.01, 0.5
+  klr = _keras_schedule(keras, lr) if scheduled else lr
+  opt = keras.optimizers.Lion(klr, beta_1=0.8, beta_2=0.95, weight_decay=wd)
+  ref = _keras_traj(keras, opt, params, grad_np, exclude=["bias"])
+  tx = compat.keras_lion(
+    schedule(lr) if scheduled else lr, 0.8, 0.95, weight_decay=wd, mask=od.bias_mask
+  )
+  _check(f"keras Lion exclude=['bias'] sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32)
+
+
+def test_paper_lion_is_optax_lion_and_keras_lion():
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  lr, wd = schedule(0.01), 0.3
+  ours = compat.paper_lion(lr, 0.9, 0.99, weight_decay=wd, mask=od.bias_mask)
+  for other in (
+    optax.lion(lr, b1=0.9, b2=0.99, weight_decay=wd, mask=od.bias_mask),
+    compat.keras_lion(lr, 0.9, 0.99, weight_decay=wd, mask=od.bias_mask),
+  ):
+    assert_equivalent(ours, other, p, grad_fn, steps=STEPS, rtol=1e-6, atol=1e-7)
+
+
+def _lionw_reference(lr_fn, lr0, b1, b2, wd):
+  """llm-foundry's ``DecoupledLionW.lionw``, re-typed in NumPy (float64)."""
+
+  def step(p, g, t, m):
+    lr = lr_fn(t - 1)
+    out, new_m = {}, {}
+    for k in p:
+      decayed = p[k] * (1 - (lr / lr0) * wd)
+      update = np.sign(m[k] + (1 - b1) * (g[k] - m[k]))  # exp_avg.lerp(grad, 1 - beta1)
+      out[k] = decayed - lr * update
+      new_m[k] = m[k] + (1 - b2) * (g[k] - m[k])  # exp_avg.lerp_(grad, 1 - beta2)
+    return out, new_m
+
+  return step
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+def test_composer_lionw_matches_llm_foundry(x64, scheduled):
+  params, grad_np, grad_fn = _problem(np.float64)
+  lr, wd, b1, b2 = 0.01, 0.05, 0.9, 0.99
+  lr_fn = schedule(lr) if scheduled else (lambda k: lr)
+  ref = _ref_loop(params, grad_np, _lionw_reference(lr_fn, lr, b1, b2, wd), _zeros(params))
+  tx = compat.composer_lionw(lr_fn if scheduled else lr, (b1, b2), weight_decay=wd)
+  _check(f"composer LionW sched={scheduled} float64", _ours(tx, params, grad_fn), ref, 1e-12)
+
+
+def test_lion_converters_are_exact_with_a_schedule():
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  lr = warmup(0.01)  # starts at 0: Composer needs initial_lr, the converter passes it
+  paper = dict(learning_rate=schedule(0.01), b1=0.9, b2=0.99, weight_decay=0.3)
+  kw = compat.paper_lion_to_composer_lionw(**paper)
+  assert kw["weight_decay"] == pytest.approx(0.01 * 0.3)
+  assert_equivalent(
+    compat.paper_lion(**paper),
+    compat.composer_lionw(**kw),
+    p,
+    grad_fn,
+    steps=STEPS,
+    rtol=1e-6,
+    atol=1e-7,
+  )
+  composer = dict(lr=lr, betas=(0.9, 0.99), weight_decay=3e-3, initial_lr=0.01)
+  back = compat.composer_lionw_to_paper_lion(**composer)
+  assert back["weight_decay"] == pytest.approx(0.3)
+  assert_equivalent(
+    compat.composer_lionw(**composer),
+    compat.paper_lion(**back),
+    p,
+    grad_fn,
+    steps=STEPS,
+    rtol=1e-6,
+    atol=1e-7,
+  )
+  # The same weight_decay in both is not the same optimizer: Composer's is eta_0 times stronger.
+  same = dict(lr=schedule(0.01), betas=(0.9, 0.99), weight_decay=0.3)
+  assert_not_equivalent(
+    compat.composer_lionw(**same), compat.paper_lion(**paper), p, grad_fn, steps=STEPS
+  )
+
+
+def test_bnb_coupled_lion_is_no_decoupled_lion_and_loses_the_decay_strength():
+  """bitsandbytes#1992: L2 inside the sign. With zero gradient it moves every weight by lr
+  toward zero whatever lambda is; decoupled Lion shrinks by lr * lambda * w. On a real
+  trajectory the two part and keep parting."""
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  coupled = compat.bnb_lion_coupled(0.01, weight_decay=0.3)
+  decoupled = compat.paper_lion(0.01, weight_decay=0.3)
+  assert_not_equivalent(coupled, decoupled, p, grad_fn, steps=STEPS)
+  zero = lambda q, step: jax.tree.map(jnp.zeros_like, q)
+  runs = {
+    (kind, wd): trajectory(tx(0.01, weight_decay=wd), p, zero, steps=10)
+    for kind, tx in (("coupled", compat.bnb_lion_coupled), ("paper", compat.paper_lion))
+    for wd in (1e-3, 1.0)
+  }
+  np.testing.assert_array_equal(runs["coupled", 1e-3]["w"], runs["coupled", 1.0]["w"])
+  assert not np.allclose(runs["paper", 1e-3]["w"], runs["paper", 1.0]["w"])
+  gap = [
+    _max_err(
+      trajectory(coupled, p, grad_fn, steps=n),
+      trajectory(compat.paper_lion(0.01, weight_decay=0.3), p, grad_fn, steps=n),
+    )
+    for n in (5, 15, 30)
+  ]
+  assert gap[0] < gap[1] < gap[2], gap
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.keras_lion(beta_1=0.0), "beta_1"),
+    (lambda: compat.keras_lion(beta_2=1.5), "beta_2"),
+    (lambda: compat.paper_lion(weight_decay=-1.0), "weight_decay"),
+    (lambda: compat.composer_lionw(betas=(0.9, 1.5)), r"betas\[1\]"),
+    (lambda: compat.composer_lionw(lr=warmup(0.01), weight_decay=0.1), "lr"),
+    (lambda: compat.bnb_lion_coupled(betas=(0.9,)), "betas"),
+  ],
+)
+def test_lion_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
+    build()

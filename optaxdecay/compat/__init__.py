@@ -29,17 +29,21 @@ their docstrings when that is exact; where no conversion is exact they raise.
 
 Layout (one module per framework; names are re-exported here): ``_torch`` (PyTorch),
 ``_keras`` (Keras 3), ``_tfa`` (TensorFlow Addons), ``_composer`` (MosaicML Composer),
-``_paper`` (Loshchilov & Hutter), ``_convert`` (converters between them), ``_scale`` (the
+``_paper`` (Loshchilov & Hutter; Chen et al.'s Lion), ``_bitsandbytes`` (its pre-fix Lion),
+``_convert`` (converters between them), ``_scale`` (the
 transforms Optax does not have) and ``_common`` (the argument rules they share). A new
 framework convention gets a module of its own here.
 """
 
-from optaxdecay.compat._composer import composer_adamw, composer_sgdw
+from optaxdecay.compat._bitsandbytes import bnb_lion_coupled
+from optaxdecay.compat._composer import composer_adamw, composer_lionw, composer_sgdw
 from optaxdecay.compat._convert import (
   composer_adamw_to_torch_adamw,
+  composer_lionw_to_paper_lion,
   keras_adamw_to_tfa_adamw,
   keras_sgd_to_torch_sgd,
   paper_adamw_to_torch_adamw,
+  paper_lion_to_composer_lionw,
   paper_sgdw_to_keras_sgd,
   tfa_adamw_to_keras_adamw,
   torch_adamw_to_composer_adamw,
@@ -47,8 +51,8 @@ from optaxdecay.compat._convert import (
   torch_sgd_to_composer_sgdw,
   torch_sgd_to_keras_sgd,
 )
-from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_sgd
-from optaxdecay.compat._paper import paper_adamw, paper_sgdw
+from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_lion, keras_sgd
+from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
   ScaleByTorchAmsgradState,
@@ -80,16 +84,22 @@ __all__ = [
   "ScaleByTorchNadamState",
   "TorchAdagradState",
   "TorchMomentumState",
+  "bnb_lion_coupled",
   "composer_adamw",
   "composer_adamw_to_torch_adamw",
+  "composer_lionw",
+  "composer_lionw_to_paper_lion",
   "composer_sgdw",
   "keras_adam",
   "keras_adamw",
   "keras_adamw_to_tfa_adamw",
+  "keras_lion",
   "keras_sgd",
   "keras_sgd_to_torch_sgd",
   "paper_adamw",
   "paper_adamw_to_torch_adamw",
+  "paper_lion",
+  "paper_lion_to_composer_lionw",
   "paper_sgdw",
   "paper_sgdw_to_keras_sgd",
   "scale_by_keras_adam",

@@ -19,12 +19,12 @@ from optaxdecay._transforms import decay_transform
 ScalarOrSchedule: TypeAlias = optax.ScalarOrSchedule
 
 
-def check_betas(fn: str, betas: Any) -> tuple[Any, Any]:
-  """PyTorch's ``betas=(beta1, beta2)``, each in ``[0, 1)``."""
+def check_betas(fn: str, betas: Any, *, one: bool = False) -> tuple[Any, Any]:
+  """PyTorch's ``betas=(beta1, beta2)``, each in ``[0, 1)`` (``[0, 1]`` with ``one``: Lion)."""
   if not isinstance(betas, (tuple, list)) or len(betas) != 2:
     raise TypeError(f"{fn}: `betas` must be a pair (beta1, beta2), got {betas!r}.")
-  _hparams.check_number(betas[0], fn=fn, arg="betas[0]", high=1.0)
-  _hparams.check_number(betas[1], fn=fn, arg="betas[1]", high=1.0)
+  for i in (0, 1):
+    _hparams.check_number(betas[i], fn=fn, arg=f"betas[{i}]", high=1.0, high_inclusive=one)
   return betas[0], betas[1]
 
 
@@ -85,3 +85,31 @@ def keras_weight_decay(fn: str, weight_decay: float | None) -> float:
     return 0.0
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return weight_decay
+
+
+def lion(
+  fn: str,
+  lr: ScalarOrSchedule,
+  betas: tuple[float, float],
+  what: str,
+  rate: ScalarOrSchedule,
+  mask: _selection.MaskArg,
+) -> optax.GradientTransformation:
+  """Lion's sign update ``-lr_t * sign(b1 m + (1 - b1) g)`` and a decoupled decay of ``rate``.
+
+  Every Lion in use decays outside the sign (the decay is computed from the weights before the
+  step, so before or after the update is the same); they differ only in ``rate``.
+  """
+  b1, b2 = betas
+  return optax.chain(
+    optax.scale_by_lion(b1=b1, b2=b2),
+    optax.scale_by_learning_rate(lr),
+    decay(fn, what, rate, mask),
+  )
+
+
+def check_lion_betas(fn: str, b1: Any, b2: Any, *, names: tuple[str, str]) -> tuple[Any, Any]:
+  """Lion's two betas, each in ``[0, 1]`` (``b1 = 1``: the update is the sign of the momentum)."""
+  for name, value in zip(names, (b1, b2), strict=True):
+    _hparams.check_number(value, fn=fn, arg=name, high=1.0, high_inclusive=True)
+  return b1, b2

@@ -1,4 +1,4 @@
-"""MosaicML Composer's decoupled optimizers (decay x lr / lr0)."""
+"""MosaicML Composer's (and llm-foundry's) decoupled optimizers (decay x lr / lr0)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from optaxdecay.compat._common import (
   check_torch_nesterov,
   decay,
   is_zero,
+  lion,
   value_at_step0,
 )
 from optaxdecay.compat._scale import scale_by_torch_momentum
@@ -160,3 +161,53 @@ def composer_adamw(
     optax.scale_by_learning_rate(lr),
     decay(fn, "lr / initial_lr * weight_decay", rate, mask),
   )
+
+
+def composer_lionw(
+  lr: ScalarOrSchedule = 1e-4,
+  betas: tuple[float, float] = (0.9, 0.99),
+  weight_decay: float = 0.0,
+  *,
+  initial_lr: float | None = None,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Composer's / llm-foundry's ``DecoupledLionW``: Lion with decay :math:`(\eta_t/\eta_0)\lambda`.
+
+  .. math::
+
+    \theta \leftarrow \theta\Bigl(1 - \tfrac{\eta_t}{\eta_0}\lambda\Bigr),\quad
+    \theta_{t+1} = \theta - \eta_t\,\mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t),\quad
+    m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
+
+  As in :func:`composer_adamw`, ``weight_decay`` is the fraction removed per step at the
+  initial learning rate: the Lion paper's (and Optax's, Keras') :math:`\lambda` is
+  :math:`\lambda_{\text{Composer}}/\eta_0` (:func:`composer_lionw_to_paper_lion`).
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule. Default ``1e-4`` as in llm-foundry.
+    betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1]``.
+    weight_decay: :math:`\lambda \ge 0`.
+    initial_lr: :math:`\eta_0 > 0` (``group['initial_lr']``); default ``lr`` or ``lr(0)``.
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.composer_lionw(lr=0.1, weight_decay=0.01)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([3.0])}, tx.init(params), params)
+    >>> u['w']  # -(lr / lr0) * wd * w - lr * sign(g)
+    Array([-0.12], dtype=float32)
+
+  References:
+    ``composer/optim/decoupled_weight_decay.py`` and
+    ``llmfoundry/optim/lion.py`` (``DecoupledLionW.lionw``).
+  """
+  fn = "composer_lionw"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  pair = check_betas(fn, betas, one=True)
+  rate = _composer_rate(fn, lr, weight_decay, initial_lr)
+  return lion(fn, lr, pair, "(lr / initial_lr) * weight_decay", rate, mask)

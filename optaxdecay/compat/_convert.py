@@ -468,3 +468,72 @@ def paper_sgdw_to_keras_sgd(
     nesterov=False,
     weight_decay=weight_decay / a,
   )
+
+
+def paper_lion_to_composer_lionw(
+  learning_rate: ScalarOrSchedule = 1e-4,
+  b1: float = 0.9,
+  b2: float = 0.99,
+  weight_decay: float = 0.0,
+) -> dict[str, Any]:
+  r"""``composer_lionw`` arguments equal to ``paper_lion(...)`` (= ``optax.lion``, ``keras_lion``).
+
+  :math:`\lambda_{\text{Composer}} = \eta_0\lambda`, ``initial_lr`` :math:`=\eta_0`. **Exact**
+  for any constant or scheduled learning rate with :math:`\eta_0 > 0`.
+
+  Args:
+    learning_rate: the paper's (Optax's, Keras') learning rate, a float or a schedule.
+    b1: :math:`\beta_1`.
+    b2: :math:`\beta_2`.
+    weight_decay: the paper's :math:`\lambda`.
+
+  Returns:
+    ``dict(lr, betas, weight_decay, initial_lr)`` for :func:`composer_lionw`.
+
+  Raises:
+    ValueError: :math:`\eta_0 \le 0`, or an invalid ``weight_decay``.
+
+  Example:
+    >>> from optaxdecay import compat
+    >>> compat.paper_lion_to_composer_lionw(3e-4, weight_decay=1.0)['weight_decay']
+    0.0003
+  """
+  fn = "paper_lion_to_composer_lionw"
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  lr0 = value_at_step0(fn, "learning_rate", learning_rate)
+  return dict(lr=learning_rate, betas=(b1, b2), weight_decay=lr0 * weight_decay, initial_lr=lr0)
+
+
+def composer_lionw_to_paper_lion(
+  lr: ScalarOrSchedule = 1e-4,
+  betas: tuple[float, float] = (0.9, 0.99),
+  weight_decay: float = 0.0,
+  *,
+  initial_lr: float | None = None,
+) -> dict[str, Any]:
+  r"""``paper_lion`` arguments equal to ``composer_lionw(...)``: :math:`\lambda = \lambda_C/\eta_0`.
+
+  **Exact** for any constant or scheduled ``lr`` with :math:`\eta_0 > 0`. The same
+  ``weight_decay`` goes to ``optax.lion`` and :func:`keras_lion`.
+
+  Args:
+    lr: Composer's learning rate, a float or a schedule.
+    betas: Composer's betas.
+    weight_decay: Composer's :math:`\lambda_C`.
+    initial_lr: Composer's :math:`\eta_0`; default ``lr`` or ``lr(0)``.
+
+  Returns:
+    ``dict(learning_rate, b1, b2, weight_decay)`` for :func:`paper_lion`.
+
+  Raises:
+    ValueError: :math:`\eta_0 \le 0`, or an invalid ``weight_decay``.
+
+  Example:
+    >>> from optaxdecay import compat
+    >>> compat.composer_lionw_to_paper_lion(1e-4, weight_decay=1e-5)['weight_decay']  # 1e-5/1e-4
+    0.1
+  """
+  fn = "composer_lionw_to_paper_lion"
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  lr0 = value_at_step0(fn, "initial_lr" if initial_lr is not None else "lr", initial_lr or lr)
+  return dict(learning_rate=lr, b1=betas[0], b2=betas[1], weight_decay=weight_decay / lr0)

@@ -1,4 +1,4 @@
-"""Keras 3 optimizers: decoupled decay in the base class, ``epsilon hat`` Adam."""
+"""Keras 3 optimizers: decoupled decay in the base class, ``epsilon hat`` Adam, Lion."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from optaxdecay import _hparams, _selection
 from optaxdecay._rates import lr_times
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
+  check_lion_betas,
   decay,
   keras_weight_decay,
+  lion,
   momentum_trace,
 )
 from optaxdecay.compat._scale import scale_by_keras_adam
@@ -211,3 +213,55 @@ def keras_adamw(
   if weight_decay is None:
     raise TypeError("keras_adamw: `weight_decay` must be a float, got None.")
   return _keras_adam("keras_adamw", learning_rate, beta_1, beta_2, epsilon, weight_decay, mask)
+
+
+def keras_lion(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  beta_1: float = 0.9,
+  beta_2: float = 0.99,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Lion`` (Keras 3): the base class' decay ×lr, then the sign update.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t\lambda\theta,\quad
+    \theta_{t+1} = \theta - \eta_t\,\mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t),\quad
+    m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
+
+  The same update as the Lion paper's and ``optax.lion``'s (:func:`paper_lion`) with the same
+  :math:`\lambda`. Keras refuses ``beta_1 = 0``; so does this.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule (called with ``iterations``).
+    beta_1: :math:`\beta_1 \in (0, 1]`.
+    beta_2: :math:`\beta_2 \in [0, 1]`.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_lion(learning_rate=0.1, weight_decay=0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([3.0])}, tx.init(params), params)
+    >>> u['w']  # -lr * wd * w - lr * sign(g)
+    Array([-0.2], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/lion.py`` (``update_step``) and
+    ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
+  """
+  fn = "keras_lion"
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", low=0.0, low_inclusive=False)
+  betas = check_lion_betas(fn, beta_1, beta_2, names=("beta_1", "beta_2"))
+  wd = keras_weight_decay(fn, weight_decay)
+  return lion(
+    fn, learning_rate, betas, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask
+  )

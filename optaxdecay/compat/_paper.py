@@ -1,4 +1,5 @@
-"""Loshchilov & Hutter's AdamW and SGDW (ICLR 2019), as in the paper."""
+"""The papers' own algorithms: Loshchilov & Hutter's AdamW and SGDW (ICLR 2019), Chen et al.'s
+Lion (2023)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from optaxdecay import _hparams, _selection
 from optaxdecay._rates import lr_times
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
+  check_lion_betas,
   decay,
+  lion,
   momentum_trace,
   scaled_schedule,
 )
@@ -144,3 +147,58 @@ def paper_sgdw(
       mask,
     ),
   )
+
+
+def paper_lion(
+  learning_rate: ScalarOrSchedule = 1e-4,
+  b1: float = 0.9,
+  b2: float = 0.99,
+  weight_decay: float = 0.0,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Lion as in Chen et al. (2023), Algorithm 2: decay :math:`\eta_t\lambda`, outside the sign.
+
+  .. math::
+
+    c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    \theta_{t+1} = \theta_t - \eta_t\bigl(\mathrm{sign}(c_t) + \lambda\theta_t\bigr),\quad
+    m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
+
+  :math:`\eta_t` is the (scheduled) learning rate, so the decay is multiplied by it, unlike
+  the AdamW paper's (:func:`paper_adamw`, ×schedule multiplier only). This is exactly
+  ``optax.lion(learning_rate, b1, b2, weight_decay=λ)`` and Keras' ``Lion``; Composer's
+  ``DecoupledLionW`` divides the decay by :math:`\eta_0`
+  (:func:`paper_lion_to_composer_lionw`). Because the sign update has size
+  :math:`\eta_t` per coordinate, the paper recommends a learning rate 3-10× smaller and a
+  :math:`\lambda` 3-10× larger than AdamW's, for the same :math:`\eta\lambda`.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    b1: :math:`\beta_1 \in [0, 1]`, the interpolation of the update.
+    b2: :math:`\beta_2 \in [0, 1]`, the momentum's decay.
+    weight_decay: :math:`\lambda \ge 0`.
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.paper_lion(learning_rate=0.1, weight_decay=0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([-3.0])}, tx.init(params), params)
+    >>> u['w']  # -lr * (sign(g) + wd * w) = -0.1 * (-1 + 1)
+    Array([0.], dtype=float32)
+
+  References:
+    Chen et al., *Symbolic Discovery of Optimization Algorithms*, NeurIPS 2023
+    (arXiv:2302.06675), Algorithm 2.
+  """
+  fn = "paper_lion"
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
+  betas = check_lion_betas(fn, b1, b2, names=("b1", "b2"))
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  rate = lr_times(weight_decay, learning_rate)
+  return lion(fn, learning_rate, betas, "learning_rate * weight_decay", rate, mask)
