@@ -8,6 +8,7 @@ simulated CPU devices, as on a Colab TPU.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -52,6 +53,12 @@ SMOKE_RUNS = {
     "--n-lr=8",
     "--n-lambda=8",
     "--output={out}/grid.png",
+  ],
+  "test_does_it_matter_smoke": [
+    str(EXAMPLES / "does_it_matter.py"),
+    "--smoke",
+    "--no-progress",
+    "--out={out}",
   ],
 }
 
@@ -167,6 +174,27 @@ def test_hparam_grid_smoke(smoke):
     assert re.search(rf"^{re.escape(name)}: 64 runs in", proc.stdout, re.M), proc.stdout
   assert len(re.findall(r"slope d log10 λ\*/d log10 lr", proc.stdout)) == 4
   _assert_png(out / "grid.png")
+
+
+def test_does_it_matter_smoke(smoke):
+  _needs_plotting()
+  pytest.importorskip("mnist1d", reason="the study's data: pip install -e '.[examples]'")
+  out, proc = smoke
+  text = proc.stdout
+  assert "## MNIST-1D, MLP: selected on validation, test accuracy over 3 fresh seeds" in text
+  for name in ("SGDm + L2", "SGDW", "Adam + L2", "AdamW"):
+    assert re.search(rf"^{re.escape(name)} +\S+ +\S+ ", text, re.M), text
+  assert len(re.findall(r"^  \S.* − .*± .*\(", text, re.M)) == 4  # the four paired differences
+  # The twins of the noise floor differ by rounding only: nonzero, tiny.
+  twins = [float(v) for v in re.findall(r" (\d\.\d\de-\d\d)$", text, re.M)]
+  assert len(twins) == 4 and all(0 < v < 1e-3 for v in twins), text
+  # The mechanism on even 30 steps: L2 through Adam shrinks high-gradient weights less.
+  slopes = dict(re.findall(r"^  (Adam \+ L2|AdamW) +λ=\S+: slope ([-+]\d\.\d\d)", text, re.M))
+  assert float(slopes["Adam + L2"]) < -0.5 < float(slopes["AdamW"]), text
+  for png in ("accuracy", "grids", "mechanism"):
+    _assert_png(out / f"does_it_matter_{png}.png")
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["mnist1d"]) == {"SGDm + L2", "SGDW", "Adam + L2", "AdamW"}
 
 
 # --- examples/colab_tpu.ipynb ---------------------------------------------------

