@@ -1140,3 +1140,102 @@ def test_bnb_coupled_lion_is_no_decoupled_lion_and_loses_the_decay_strength():
 def test_lion_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
     build()
+
+
+# --------------------------------------------------------------------------
+# More of Keras 3: RMSprop, Adagrad, Adamax, Nadam (the base class' decay), and
+# gradient_accumulation_steps for every Keras optimizer reproduced.
+
+MORE_KERAS = {
+  "RMSprop": (compat.keras_rmsprop, dict(rho=0.8, epsilon=1e-6, weight_decay=0.3)),
+  "RMSprop-momentum-centered": (
+    compat.keras_rmsprop,
+    dict(rho=0.8, momentum=0.7, epsilon=1e-6, centered=True, weight_decay=0.3),
+  ),
+  "Adagrad": (
+    compat.keras_adagrad,
+    dict(initial_accumulator_value=0.2, epsilon=1e-6, weight_decay=0.3),
+  ),
+  "Adamax": (compat.keras_adamax, dict(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
+  "Nadam": (compat.keras_nadam, dict(beta_1=0.85, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
+}
+
+
+def _keras_class(keras, name):
+  return getattr(keras.optimizers, name.split("-")[0])
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "schedule"])
+@pytest.mark.parametrize("name", list(MORE_KERAS))
+def test_more_keras_optimizers_match_keras(keras, name, scheduled):
+  factory, kw = MORE_KERAS[name]
+  params, grad_np, grad_fn = _problem()
+  lr = 0.02
+  klr = _keras_schedule(keras, lr) if scheduled else lr
+  opt = _keras_class(keras, name)(klr, **kw)
+  ref = _keras_traj(keras, opt, params, grad_np, exclude=["bias"])
+  tx = factory(schedule(lr) if scheduled else lr, **kw, mask=od.bias_mask)
+  _check(
+    f"keras {name} exclude=['bias'] sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32
+  )
+
+
+ACCUMULATING = {
+  "SGD": (compat.keras_sgd, dict(momentum=0.9, weight_decay=0.1)),
+  "Adam": (compat.keras_adam, dict(weight_decay=0.1)),
+  "AdamW": (compat.keras_adamw, dict(weight_decay=0.1)),
+  "Lion": (compat.keras_lion, dict(weight_decay=0.5)),
+  **{k: v for k, v in MORE_KERAS.items() if "-" not in k},
+}
+
+
+@pytest.mark.parametrize("name", list(ACCUMULATING))
+def test_keras_gradient_accumulation_matches_keras(keras, name):
+  """gradient_accumulation_steps=3 with a schedule: updates (and decay) on every third call only,
+  the schedule on Keras' call count, the bias correction on its update count."""
+  factory, kw = ACCUMULATING[name]
+  params, grad_np, grad_fn = _problem()
+  lr = 0.01 if name == "Lion" else 0.05
+  opt = _keras_class(keras, name)(_keras_schedule(keras, lr), gradient_accumulation_steps=3, **kw)
+  ref = _keras_traj(keras, opt, params, grad_np)
+  tx = factory(schedule(lr), **kw, gradient_accumulation_steps=3)
+  ours = _ours(tx, params, grad_fn)
+  _check(f"keras {name} gradient_accumulation_steps=3", ours, ref, ATOL32)
+  np.testing.assert_array_equal(ours["w"][0], params["w"])  # no update before the third call
+  assert not np.array_equal(ours["w"][2], ours["w"][1])
+
+
+def test_keras_accumulation_is_not_plain_multisteps_under_a_schedule():
+  """optax.MultiSteps alone shows the inner schedule the update count, Keras the call count."""
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  keras_like = compat.keras_adamw(schedule(0.05), weight_decay=0.1, gradient_accumulation_steps=3)
+  plain = optax.MultiSteps(compat.keras_adamw(schedule(0.05), weight_decay=0.1), 3)
+  assert_not_equivalent(keras_like, plain.gradient_transformation(), p, grad_fn, steps=STEPS)
+  constant = compat.keras_adamw(0.05, weight_decay=0.1, gradient_accumulation_steps=3)
+  plain_constant = optax.MultiSteps(compat.keras_adamw(0.05, weight_decay=0.1), 3)
+  assert_equivalent(
+    constant, plain_constant.gradient_transformation(), p, grad_fn, steps=STEPS, rtol=0, atol=0
+  )
+
+
+@pytest.mark.parametrize("steps", [1, 0, 2.0, True, -3])
+def test_keras_gradient_accumulation_steps_must_be_an_integer_of_at_least_2(steps):
+  for factory in (compat.keras_sgd, compat.keras_adamw, compat.keras_nadam):
+    with pytest.raises(ValueError, match=r"keras_\w+: `gradient_accumulation_steps` must be"):
+      factory(gradient_accumulation_steps=steps)
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.keras_rmsprop(rho=1.0), "rho"),
+    (lambda: compat.keras_rmsprop(centered=1), "centered"),
+    (lambda: compat.keras_adagrad(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+    (lambda: compat.keras_adamax(beta_2=1.0), "beta_2"),
+    (lambda: compat.keras_nadam(epsilon=-1e-7), "epsilon"),
+  ],
+)
+def test_more_keras_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
+    build()

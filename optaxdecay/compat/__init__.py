@@ -11,8 +11,8 @@ one step of the named optimizer up to float rounding, built from
 :func:`~optaxdecay.add_l2_to_grad`, :func:`~optaxdecay.decoupled_weight_decay`
 and Optax pieces; the conventions Optax has no transform for have their own in ``_scale``
 (:func:`scale_by_torch_momentum`: PyTorch's dampening with its undampened first
-step; :func:`scale_by_keras_adam`: epsilon hat; PyTorch's AMSGrad, Adagrad, NAdam
-and RAdam).
+step; :func:`scale_by_keras_adam`: epsilon hat; :func:`scale_by_keras_adamax`; PyTorch's
+AMSGrad, Adagrad, NAdam and RAdam).
 
 Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
 value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
@@ -51,7 +51,16 @@ from optaxdecay.compat._convert import (
   torch_sgd_to_composer_sgdw,
   torch_sgd_to_keras_sgd,
 )
-from optaxdecay.compat._keras import keras_adam, keras_adamw, keras_lion, keras_sgd
+from optaxdecay.compat._keras import (
+  keras_adagrad,
+  keras_adam,
+  keras_adamax,
+  keras_adamw,
+  keras_lion,
+  keras_nadam,
+  keras_rmsprop,
+  keras_sgd,
+)
 from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
@@ -60,6 +69,7 @@ from optaxdecay.compat._scale import (
   TorchAdagradState,
   TorchMomentumState,
   scale_by_keras_adam,
+  scale_by_keras_adamax,
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
@@ -90,10 +100,14 @@ __all__ = [
   "composer_lionw",
   "composer_lionw_to_paper_lion",
   "composer_sgdw",
+  "keras_adagrad",
   "keras_adam",
+  "keras_adamax",
   "keras_adamw",
   "keras_adamw_to_tfa_adamw",
   "keras_lion",
+  "keras_nadam",
+  "keras_rmsprop",
   "keras_sgd",
   "keras_sgd_to_torch_sgd",
   "paper_adamw",
@@ -103,6 +117,7 @@ __all__ = [
   "paper_sgdw",
   "paper_sgdw_to_keras_sgd",
   "scale_by_keras_adam",
+  "scale_by_keras_adamax",
   "scale_by_torch_adagrad",
   "scale_by_torch_amsgrad",
   "scale_by_torch_momentum",

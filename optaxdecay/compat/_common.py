@@ -87,25 +87,14 @@ def keras_weight_decay(fn: str, weight_decay: float | None) -> float:
   return weight_decay
 
 
-def lion(
-  fn: str,
-  lr: ScalarOrSchedule,
-  betas: tuple[float, float],
-  what: str,
-  rate: ScalarOrSchedule,
-  mask: _selection.MaskArg,
-) -> optax.GradientTransformation:
-  """Lion's sign update ``-lr_t * sign(b1 m + (1 - b1) g)`` and a decoupled decay of ``rate``.
+def lion_step(lr: ScalarOrSchedule, betas: tuple[Any, Any]) -> optax.GradientTransformation:
+  """Lion's sign update ``-lr_t * sign(b1 m + (1 - b1) g)``, without a decay.
 
-  Every Lion in use decays outside the sign (the decay is computed from the weights before the
-  step, so before or after the update is the same); they differ only in ``rate``.
+  Every Lion in use decays outside the sign (computed from the weights before the step, so
+  before or after the update is the same); they differ only in the decay's rate.
   """
   b1, b2 = betas
-  return optax.chain(
-    optax.scale_by_lion(b1=b1, b2=b2),
-    optax.scale_by_learning_rate(lr),
-    decay(fn, what, rate, mask),
-  )
+  return optax.chain(optax.scale_by_lion(b1=b1, b2=b2), optax.scale_by_learning_rate(lr))
 
 
 def check_lion_betas(fn: str, b1: Any, b2: Any, *, names: tuple[str, str]) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from optaxdecay.compat._common import (
   check_torch_nesterov,
   decay,
   is_zero,
-  lion,
+  lion_step,
   value_at_step0,
 )
 from optaxdecay.compat._scale import scale_by_torch_momentum
@@ -210,4 +210,4 @@ def composer_lionw(
   _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   pair = check_betas(fn, betas, one=True)
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
-  return lion(fn, lr, pair, "(lr / initial_lr) * weight_decay", rate, mask)
+  return optax.chain(lion_step(lr, pair), decay(fn, "(lr / initial_lr) * weight_decay", rate, mask))

@@ -1,7 +1,11 @@
-"""Keras 3 optimizers: decoupled decay in the base class, ``epsilon hat`` Adam, Lion."""
+"""Keras 3 optimizers: one decoupled decay (and gradient accumulation) in the base class."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 import optax
 
 from optaxdecay import _hparams, _selection
@@ -11,10 +15,14 @@ from optaxdecay.compat._common import (
   check_lion_betas,
   decay,
   keras_weight_decay,
-  lion,
+  lion_step,
   momentum_trace,
 )
-from optaxdecay.compat._scale import scale_by_keras_adam
+from optaxdecay.compat._scale import (
+  scale_by_keras_adam,
+  scale_by_keras_adamax,
+  scale_by_torch_nadam,
+)
 
 
 def keras_sgd(
@@ -24,6 +32,7 @@ def keras_sgd(
   weight_decay: float | None = None,
   *,
   mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.SGD`` (Keras 3): decoupled decay ×lr, lr inside the velocity.
 
@@ -52,6 +61,8 @@ def keras_sgd(
     weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
     mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``
       removes some); ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
+      with the mean gradient (``optax.MultiSteps``, with the schedule on Keras' call count).
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -74,14 +85,12 @@ def keras_sgd(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_sgd"
-  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
-  wd = keras_weight_decay(fn, weight_decay)
-  return optax.chain(
-    optax.scale_by_learning_rate(learning_rate),
-    momentum_trace(momentum, nesterov),
-    decay(fn, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask),
-  )
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(optax.scale_by_learning_rate(lr), momentum_trace(momentum, nesterov))
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
 
 
 def keras_adam(
@@ -92,6 +101,7 @@ def keras_adam(
   weight_decay: float | None = None,
   *,
   mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.Adam`` (Keras 3): epsilon hat; ``weight_decay`` is decoupled.
 
@@ -113,6 +123,8 @@ def keras_adam(
     epsilon: :math:`\hat\epsilon \ge 0`; Keras' default ``1e-7``.
     weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
     mask: leaves that are decayed; ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
+      with the mean gradient (``optax.MultiSteps``, with the schedule on Keras' call count).
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -134,7 +146,16 @@ def keras_adam(
     ``keras/src/optimizers/adam.py`` (``update_step``) and
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
-  return _keras_adam("keras_adam", learning_rate, beta_1, beta_2, epsilon, weight_decay, mask)
+  return _keras_adam(
+    "keras_adam",
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay,
+    mask,
+    gradient_accumulation_steps,
+  )
 
 
 def _keras_adam(
@@ -145,17 +166,58 @@ def _keras_adam(
   epsilon: float,
   weight_decay: float | None,
   mask: _selection.MaskArg,
+  accumulation: int | None,
 ) -> optax.GradientTransformation:
-  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
-  wd = keras_weight_decay(fn, weight_decay)
   _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
   _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
   _hparams.check_number(epsilon, fn=fn, arg="epsilon")
-  return optax.chain(
-    scale_by_keras_adam(beta_1, beta_2, epsilon),
-    optax.scale_by_learning_rate(learning_rate),
-    decay(fn, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask),
-  )
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(
+      scale_by_keras_adam(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)
+    )
+
+  return _keras(fn, learning_rate, weight_decay, mask, accumulation, step)
+
+
+def _keras(
+  fn: str,
+  learning_rate: ScalarOrSchedule,
+  weight_decay: float | None,
+  mask: _selection.MaskArg,
+  accumulation: int | None,
+  step: Callable[[ScalarOrSchedule], optax.GradientTransformation],
+) -> optax.GradientTransformation:
+  """Keras' base optimizer around an optimizer's own ``step(lr)``.
+
+  The decay is decoupled, ×lr, from the weights before the step (``_apply_weight_decay``).
+  With ``gradient_accumulation_steps = n``, Keras updates on every ``n``-th call with the mean
+  gradient; its schedule sees the call count (``_iterations``) while the optimizer's own step
+  count (``iterations``, Adam's bias correction) counts updates. ``optax.MultiSteps`` counts
+  updates for both, so the schedule is shifted to the call of the ``j``-th update,
+  ``(j + 1) n - 1``.
+  """
+  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
+  wd = keras_weight_decay(fn, weight_decay)
+  n = _check_accumulation(fn, accumulation)
+  lr = learning_rate
+  if n is not None and callable(learning_rate):
+    sched = learning_rate
+    lr = lambda j: sched((j + 1) * n - 1)
+  tx = optax.chain(step(lr), decay(fn, "learning_rate * weight_decay", lr_times(wd, lr), mask))
+  return tx if n is None else optax.MultiSteps(tx, every_k_schedule=n).gradient_transformation()
+
+
+def _check_accumulation(fn: str, steps: Any) -> int | None:
+  """Keras' ``gradient_accumulation_steps``: ``None`` or an integer >= 2."""
+  if steps is None:
+    return None
+  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+    raise ValueError(
+      f"{fn}: `gradient_accumulation_steps` must be None or an integer >= 2 (as in Keras), "
+      f"got {steps!r}."
+    )
+  return int(steps)
 
 
 def keras_adamw(
@@ -166,6 +228,7 @@ def keras_adamw(
   epsilon: float = 1e-7,
   *,
   mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.AdamW`` (Keras 3): decay ×lr before the step; epsilon hat.
 
@@ -190,6 +253,8 @@ def keras_adamw(
     epsilon: :math:`\hat\epsilon \ge 0`.
     mask: leaves that are decayed (Keras' ``exclude_from_weight_decay``);
       ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
+      with the mean gradient (``optax.MultiSteps``, with the schedule on Keras' call count).
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -212,7 +277,16 @@ def keras_adamw(
   """
   if weight_decay is None:
     raise TypeError("keras_adamw: `weight_decay` must be a float, got None.")
-  return _keras_adam("keras_adamw", learning_rate, beta_1, beta_2, epsilon, weight_decay, mask)
+  return _keras_adam(
+    "keras_adamw",
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay,
+    mask,
+    gradient_accumulation_steps,
+  )
 
 
 def keras_lion(
@@ -222,6 +296,7 @@ def keras_lion(
   weight_decay: float | None = None,
   *,
   mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformation:
   r"""``keras.optimizers.Lion`` (Keras 3): the base class' decay ×lr, then the sign update.
 
@@ -240,6 +315,8 @@ def keras_lion(
     beta_2: :math:`\beta_2 \in [0, 1]`.
     weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
     mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
+      with the mean gradient (``optax.MultiSteps``, with the schedule on Keras' call count).
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -258,10 +335,252 @@ def keras_lion(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_lion"
-  _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(beta_1, fn=fn, arg="beta_1", low=0.0, low_inclusive=False)
   betas = check_lion_betas(fn, beta_1, beta_2, names=("beta_1", "beta_2"))
-  wd = keras_weight_decay(fn, weight_decay)
-  return lion(
-    fn, learning_rate, betas, "learning_rate * weight_decay", lr_times(wd, learning_rate), mask
+  return _keras(
+    fn,
+    learning_rate,
+    weight_decay,
+    mask,
+    gradient_accumulation_steps,
+    lambda lr: lion_step(lr, betas),
   )
+
+
+def keras_rmsprop(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  rho: float = 0.9,
+  momentum: float = 0.0,
+  epsilon: float = 1e-7,
+  centered: bool = False,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.RMSprop`` (Keras 3): decay ×lr; epsilon inside the root; lr in momentum.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t\lambda\theta,\quad
+    v_t = \rho v_{t-1} + (1-\rho) g_t^2,\quad
+    b_t = \mu b_{t-1} + \frac{\eta_t g_t}{\sqrt{v_t + \epsilon}},\quad
+    \theta_{t+1} = \theta - b_t
+
+  (centered: :math:`\sqrt{v_t - \bar g_t^2 + \epsilon}`). PyTorch's ``RMSprop`` differs in all
+  three places: its ``weight_decay`` is L2, its epsilon is outside the root, its momentum buffer
+  holds the unscaled step (:func:`torch_rmsprop`). Built from ``optax.scale_by_rms`` (or
+  ``scale_by_stddev``) with ``eps_in_sqrt=True``, ``scale_by_learning_rate`` and
+  ``optax.trace``.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    rho: :math:`\rho \in [0, 1)`.
+    momentum: :math:`\mu \in [0, 1]`.
+    epsilon: :math:`\epsilon \ge 0`, inside the square root.
+    centered: subtract the squared mean gradient.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_rmsprop(learning_rate=0.1, rho=0.0, epsilon=0.0, weight_decay=0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([3.0])}, tx.init(params), params)
+    >>> u['w']  # -lr * wd * w - lr * g / |g|
+    Array([-0.2], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/rmsprop.py`` (``update_step``).
+  """
+  fn = "keras_rmsprop"
+  _hparams.check_number(rho, fn=fn, arg="rho", high=1.0)
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+  _hparams.check_bool(centered, fn=fn, arg="centered")
+  scale = optax.scale_by_stddev if centered else optax.scale_by_rms
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(
+      scale(decay=rho, eps=epsilon, initial_scale=0.0, eps_in_sqrt=True),
+      optax.scale_by_learning_rate(lr),
+      momentum_trace(momentum, False),
+    )
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
+
+
+def keras_adagrad(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  initial_accumulator_value: float = 0.1,
+  epsilon: float = 1e-7,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Adagrad`` (Keras 3): decay ×lr; epsilon inside the root.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t\lambda\theta,\quad
+    s_t = s_{t-1} + g_t^2\ (s_0 = \text{initial\_accumulator\_value}),\quad
+    \theta_{t+1} = \theta - \frac{\eta_t g_t}{\sqrt{s_t + \epsilon}}
+
+  ``optax.scale_by_rss`` with Keras' initial accumulator; PyTorch's ``Adagrad`` has L2,
+  ``lr_decay`` and epsilon outside the root (:func:`torch_adagrad`).
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    initial_accumulator_value: :math:`s_0 \ge 0`.
+    epsilon: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_adagrad(0.1, initial_accumulator_value=0.0, epsilon=0.0)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([-4.0])}, tx.init(params), params)
+    >>> u['w']  # -lr * g / sqrt(g^2)
+    Array([0.1], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/adagrad.py`` (``update_step``).
+  """
+  fn = "keras_adagrad"
+  _hparams.check_number(initial_accumulator_value, fn=fn, arg="initial_accumulator_value")
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(
+      optax.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=epsilon),
+      optax.scale_by_learning_rate(lr),
+    )
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
+
+
+def keras_adamax(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  beta_1: float = 0.9,
+  beta_2: float = 0.999,
+  epsilon: float = 1e-7,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Adamax`` (Keras 3): decay ×lr; epsilon outside the max.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t\lambda\theta,\quad
+    u_t = \max(\beta_2 u_{t-1}, \lvert g_t\rvert),\quad
+    \theta_{t+1} = \theta - \frac{\eta_t}{1-\beta_1^t}\,\frac{m_t}{u_t + \epsilon}
+
+  PyTorch and Optax put epsilon inside the max (:math:`\max(\beta_2 u, \lvert g\rvert +
+  \epsilon)`), hence :func:`scale_by_keras_adamax`.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    beta_1: :math:`\beta_1 \in [0, 1)`.
+    beta_2: :math:`\beta_2 \in [0, 1)`.
+    epsilon: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_adamax(0.1, epsilon=0.0)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([-4.0])}, tx.init(params), params)
+    >>> u['w']  # the first step is -lr * sign(g)
+    Array([0.1], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/adamax.py`` (``update_step``).
+  """
+  fn = "keras_adamax"
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(
+      scale_by_keras_adamax(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)
+    )
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
+
+
+def keras_nadam(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  beta_1: float = 0.9,
+  beta_2: float = 0.999,
+  epsilon: float = 1e-7,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Nadam`` (Keras 3): decay ×lr, then PyTorch's NAdam step with
+  :math:`\psi = 1`.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t\lambda\theta,\quad
+    \theta_{t+1} = \theta - \eta_t\, u_t
+
+  with :math:`u_t` the NAdam direction of :func:`scale_by_torch_nadam` with
+  ``momentum_decay=1`` (Keras' momentum schedule :math:`\beta_1(1 - \tfrac12 0.96^t)`).
+  PyTorch's ``NAdam`` differs in its default :math:`\psi = 0.004` and in its L2
+  ``weight_decay`` (:func:`torch_nadam`).
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    beta_1: :math:`\beta_1 \in [0, 1)`.
+    beta_2: :math:`\beta_2 \in [0, 1)`.
+    epsilon: :math:`\epsilon \ge 0`, after the bias correction.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_nadam(0.1, weight_decay=0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> u, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> u['w']  # zero gradient: only the decay, -lr * wd * w
+    Array([-0.1], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/nadam.py`` (``update_step``, ``_backend_update_step``).
+  """
+  fn = "keras_nadam"
+  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
+  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(
+      scale_by_torch_nadam(beta_1, beta_2, epsilon, momentum_decay=1.0),
+      optax.scale_by_learning_rate(lr),
+    )
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)

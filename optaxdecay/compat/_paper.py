@@ -11,7 +11,7 @@ from optaxdecay.compat._common import (
   ScalarOrSchedule,
   check_lion_betas,
   decay,
-  lion,
+  lion_step,
   momentum_trace,
   scaled_schedule,
 )
@@ -201,4 +201,6 @@ def paper_lion(
   betas = check_lion_betas(fn, b1, b2, names=("b1", "b2"))
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   rate = lr_times(weight_decay, learning_rate)
-  return lion(fn, learning_rate, betas, "learning_rate * weight_decay", rate, mask)
+  return optax.chain(
+    lion_step(learning_rate, betas), decay(fn, "learning_rate * weight_decay", rate, mask)
+  )

@@ -487,3 +487,59 @@ def scale_by_torch_radam(
     return out, optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_keras_adamax(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7
+) -> optax.GradientTransformation:
+  r"""Keras' Adamax direction: epsilon added *after* the infinity norm.
+
+  .. math::
+
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    u_t = \max(\beta_2 u_{t-1}, \lvert g_t\rvert),\quad
+    d_t = \frac{m_t}{(1-\beta_1^t)(u_t + \epsilon)}
+
+  ``optax.scale_by_adamax`` (and PyTorch) take :math:`\max(\beta_2 u, \lvert g\rvert + \epsilon)`.
+
+  Args:
+    b1: :math:`\beta_1 \in [0, 1)`.
+    b2: :math:`\beta_2 \in [0, 1)`.
+    eps: :math:`\epsilon \ge 0`.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is an ``optax.ScaleByAdamState``
+    (``nu`` holds :math:`u`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_keras_adamax(eps=0.0)
+    >>> u, _ = tx.update({'w': jnp.array([-2.0])}, tx.init({'w': jnp.zeros(1)}))
+    >>> u['w']
+    Array([-1.], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/adamax.py`` (``update_step``).
+  """
+  fn = "scale_by_keras_adamax"
+  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
+  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+
+  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
+    zeros = optax.tree.zeros_like(params)
+    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = jax.tree.map(lambda g, u: jnp.maximum(b2 * u, jnp.abs(g)), updates, state.nu)
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    bc1 = 1 - b1**count
+    out = jax.tree.map(lambda m, u: (m / (bc1.astype(m.dtype) * (u + eps))).astype(m.dtype), mu, nu)
+    return out, optax.ScaleByAdamState(count, mu, nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
