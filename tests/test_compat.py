@@ -1222,7 +1222,7 @@ def test_keras_accumulation_is_not_plain_multisteps_under_a_schedule():
 @pytest.mark.parametrize("steps", [1, 0, 2.0, True, -3])
 def test_keras_gradient_accumulation_steps_must_be_an_integer_of_at_least_2(steps):
   for factory in (compat.keras_sgd, compat.keras_adamw, compat.keras_nadam):
-    with pytest.raises(ValueError, match=r"keras_\w+: `gradient_accumulation_steps` must be"):
+    with pytest.raises((TypeError, ValueError), match=r"keras_\w+: `gradient_accumulation_steps`"):
       factory(gradient_accumulation_steps=steps)
 
 
@@ -1238,4 +1238,77 @@ def test_keras_gradient_accumulation_steps_must_be_an_integer_of_at_least_2(step
 )
 def test_more_keras_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
+    build()
+
+
+# --------------------------------------------------------------------------
+# Muon in Optax terms: Moonlight's recipe on optax.contrib.muon, with our decay.
+
+
+def _muon_problem():
+  rng = np.random.default_rng(3)
+  params = {"w": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32), "bias": jnp.ones(4)}
+  target = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+
+  def grad_fn(p, step):
+    return jax.tree.map(lambda x, t: x - t + 0.1 * jnp.cos(step * 1.0 + x), p, target)
+
+  return params, grad_fn
+
+
+def test_moonlight_muon_is_optax_muon_with_consistent_rms_and_one_decay():
+  params, grad_fn = _muon_problem()
+  lr, wd = schedule(0.02), 0.1
+  ours = compat.moonlight_muon(lr, weight_decay=wd)
+  ref = optax.contrib.muon(
+    lr,
+    beta=0.95,
+    adam_b1=0.9,
+    adam_b2=0.95,
+    weight_decay=wd,
+    adam_weight_decay=wd,
+    consistent_rms=0.2,
+  )
+  assert_equivalent(ours, ref, params, grad_fn, steps=STEPS, rtol=1e-5, atol=1e-6)
+  # The 0.2 sqrt(max(A, B)) scale: the matrix update's RMS is about 0.2 lr (Newton-Schulz only
+  # approximates an orthogonal matrix), as AdamW's is about lr.
+  u, _ = compat.moonlight_muon(0.02, weight_decay=0.0).update(
+    grad_fn(params, 0), compat.moonlight_muon(0.02, weight_decay=0.0).init(params), params
+  )
+  assert 0.1 < float(jnp.sqrt(jnp.mean(u["w"] ** 2))) / 0.02 < 0.3
+
+
+def test_moonlight_muon_cautious_decays_only_where_the_update_points_to_zero():
+  params, grad_fn = _muon_problem()
+  g = grad_fn(params, 0)
+  plain, cautious, bare = (
+    compat.moonlight_muon(0.02, weight_decay=0.5, mask=od.bias_mask),
+    compat.moonlight_muon(0.02, weight_decay=0.5, cautious=True, mask=od.bias_mask),
+    compat.moonlight_muon(0.02, weight_decay=0.0),
+  )
+  u = {
+    name: tx.update(g, tx.init(params), params)[0]
+    for name, tx in (("plain", plain), ("cautious", cautious), ("bare", bare))
+  }
+  w = params["w"]
+  decay_part = u["cautious"]["w"] - u["bare"]["w"]
+  toward_zero = u["bare"]["w"] * w < 0
+  np.testing.assert_allclose(decay_part, jnp.where(toward_zero, -0.02 * 0.5 * w, 0.0), atol=1e-7)
+  np.testing.assert_allclose(u["plain"]["w"] - u["bare"]["w"], -0.02 * 0.5 * w, atol=1e-7)
+  np.testing.assert_array_equal(u["cautious"]["bias"], u["bare"]["bias"])  # masked out
+  assert 0 < int(toward_zero.sum()) < w.size
+  assert_not_equivalent(plain, cautious, params, grad_fn, steps=STEPS)
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.moonlight_muon(0.02, weight_decay=-0.1), "weight_decay"),
+    (lambda: compat.moonlight_muon(0.02, momentum=1.0), "momentum"),
+    (lambda: compat.moonlight_muon(0.02, ns_steps=0), "ns_steps"),
+    (lambda: compat.moonlight_muon(0.02, cautious="yes"), "cautious"),
+  ],
+)
+def test_moonlight_muon_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=f"moonlight_muon: `{arg}"):
     build()

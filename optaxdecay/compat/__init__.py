@@ -30,6 +30,7 @@ their docstrings when that is exact; where no conversion is exact they raise.
 Layout (one module per framework; names are re-exported here): ``_torch`` (PyTorch),
 ``_keras`` (Keras 3), ``_tfa`` (TensorFlow Addons), ``_composer`` (MosaicML Composer),
 ``_paper`` (Loshchilov & Hutter; Chen et al.'s Lion), ``_bitsandbytes`` (its pre-fix Lion),
+``_moonlight`` (Muon on matrices + AdamW, one decay),
 ``_convert`` (converters between them), ``_scale`` (the
 transforms Optax does not have) and ``_common`` (the argument rules they share). A new
 framework convention gets a module of its own here.
@@ -61,6 +62,7 @@ from optaxdecay.compat._keras import (
   keras_rmsprop,
   keras_sgd,
 )
+from optaxdecay.compat._moonlight import moonlight_muon
 from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
@@ -110,6 +112,7 @@ __all__ = [
   "keras_rmsprop",
   "keras_sgd",
   "keras_sgd_to_torch_sgd",
+  "moonlight_muon",
   "paper_adamw",
   "paper_adamw_to_torch_adamw",
   "paper_lion",

@@ -69,14 +69,15 @@ def value_at_step0(fn: str, arg: str, lr: ScalarOrSchedule) -> Any:
 
 
 def decay(
-  fn: str, what: str, rate: ScalarOrSchedule, mask: _selection.MaskArg
+  fn: str, what: str, rate: ScalarOrSchedule, mask: _selection.MaskArg, cautious: bool = False
 ) -> optax.GradientTransformation:
-  """``decoupled_weight_decay(rate)``, its errors naming ``fn`` and ``what``.
+  """``decoupled_weight_decay(rate, cautious=cautious)``, its errors naming ``fn`` and ``what``.
 
   ``rate`` is built from arguments ``fn`` checked itself; only the product is new here.
   """
   _hparams.check_rate(rate, fn=fn, arg=what)
-  return decay_transform(rate, _selection.selection(mask, fn=fn), fn=fn, arg=what)
+  selection = _selection.selection(mask, fn=fn)
+  return decay_transform(rate, selection, fn=fn, arg=what, cautious=cautious)
 
 
 def keras_weight_decay(fn: str, weight_decay: float | None) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import optax
 
 from optaxdecay import _hparams, _selection
@@ -212,12 +211,13 @@ def _check_accumulation(fn: str, steps: Any) -> int | None:
   """Keras' ``gradient_accumulation_steps``: ``None`` or an integer >= 2."""
   if steps is None:
     return None
-  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+  n = _hparams.check_count(steps, fn=fn, arg="gradient_accumulation_steps")
+  if n < 2:
     raise ValueError(
       f"{fn}: `gradient_accumulation_steps` must be None or an integer >= 2 (as in Keras), "
       f"got {steps!r}."
     )
-  return int(steps)
+  return n
 
 
 def keras_adamw(
