@@ -98,6 +98,15 @@ def lion_step(lr: ScalarOrSchedule, betas: tuple[Any, Any]) -> optax.GradientTra
   return optax.chain(optax.scale_by_lion(b1=b1, b2=b2), optax.scale_by_learning_rate(lr))
 
 
+def check_moments(
+  fn: str, b1: Any, b2: Any, eps: Any, *, names: tuple[str, str, str] = ("b1", "b2", "eps")
+) -> None:
+  """An Adam-like pair of decay rates, each in ``[0, 1)``, and an epsilon ``>= 0``."""
+  _hparams.check_number(b1, fn=fn, arg=names[0], high=1.0)
+  _hparams.check_number(b2, fn=fn, arg=names[1], high=1.0)
+  _hparams.check_number(eps, fn=fn, arg=names[2])
+
+
 def check_lion_betas(fn: str, b1: Any, b2: Any, *, names: tuple[str, str]) -> tuple[Any, Any]:
   """Lion's two betas, each in ``[0, 1]`` (``b1 = 1``: the update is the sign of the momentum)."""
   for name, value in zip(names, (b1, b2), strict=True):

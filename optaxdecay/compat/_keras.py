@@ -12,6 +12,7 @@ from optaxdecay._rates import lr_times
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
   check_lion_betas,
+  check_moments,
   decay,
   keras_weight_decay,
   lion_step,
@@ -167,9 +168,7 @@ def _keras_adam(
   mask: _selection.MaskArg,
   accumulation: int | None,
 ) -> optax.GradientTransformation:
-  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
-  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
-  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+  check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.chain(
@@ -514,9 +513,7 @@ def keras_adamax(
     ``keras/src/optimizers/adamax.py`` (``update_step``).
   """
   fn = "keras_adamax"
-  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
-  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
-  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+  check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.chain(
@@ -573,9 +570,7 @@ def keras_nadam(
     ``keras/src/optimizers/nadam.py`` (``update_step``, ``_backend_update_step``).
   """
   fn = "keras_nadam"
-  _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
-  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
-  _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+  check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.chain(

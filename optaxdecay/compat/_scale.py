@@ -12,6 +12,7 @@ import optax
 
 from optaxdecay import _hparams
 from optaxdecay.compat._common import (
+  check_moments,
   check_torch_nesterov,
   is_zero,
   momentum_trace,
@@ -288,9 +289,7 @@ def scale_by_torch_amsgrad(
     ``torch/optim/adam.py`` (``_single_tensor_adam``, ``amsgrad=True``).
   """
   fn = "scale_by_torch_amsgrad"
-  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
-  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
-  _hparams.check_number(eps, fn=fn, arg="eps")
+  check_moments(fn, b1, b2, eps)
 
   def init_fn(params: optax.Params) -> ScaleByTorchAmsgradState:
     zeros = optax.tree.zeros_like(params)
@@ -364,9 +363,7 @@ def scale_by_torch_nadam(
     momentum into Adam*, ICLR workshop 2016.
   """
   fn = "scale_by_torch_nadam"
-  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
-  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
-  _hparams.check_number(eps, fn=fn, arg="eps")
+  check_moments(fn, b1, b2, eps)
   _hparams.check_number(momentum_decay, fn=fn, arg="momentum_decay")
 
   def init_fn(params: optax.Params) -> ScaleByTorchNadamState:
@@ -439,9 +436,7 @@ def scale_by_torch_radam(
     adaptive learning rate and beyond*, ICLR 2020.
   """
   fn = "scale_by_torch_radam"
-  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
-  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
-  _hparams.check_number(eps, fn=fn, arg="eps")
+  check_moments(fn, b1, b2, eps)
   rho_inf = 2.0 / (1.0 - b2) - 1.0
   a = -math.log(b2) if b2 > 0 else math.inf  # b2**t = exp(-a t)
 
@@ -523,9 +518,7 @@ def scale_by_keras_adamax(
     ``keras/src/optimizers/adamax.py`` (``update_step``).
   """
   fn = "scale_by_keras_adamax"
-  _hparams.check_number(b1, fn=fn, arg="b1", high=1.0)
-  _hparams.check_number(b2, fn=fn, arg="b2", high=1.0)
-  _hparams.check_number(eps, fn=fn, arg="eps")
+  check_moments(fn, b1, b2, eps)
 
   def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
     zeros = optax.tree.zeros_like(params)
