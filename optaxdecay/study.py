@@ -5,7 +5,7 @@ MLPs at once: every (learning rate, λ, seed) configuration of one optimizer is 
 row of one ``jax.vmap`` inside one jitted ``lax.scan``, and the optimizer is
 built *inside* the vmapped function from traced ``lr`` and ``λ`` (the library's
 transforms take traced hyperparameters). The four optimizers compared
-(:data:`OPTIMIZERS`) use one cosine schedule multiplier :math:`\\eta_t` (from 1
+(:data:`NAMES`) use one cosine schedule multiplier :math:`\\eta_t` (from 1
 to 0 over the run):
 
 - ``SGDm + L2``: ``chain(add_l2_to_grad(λ), sgd(α·η_t, momentum=0.9))``;
@@ -56,7 +56,9 @@ class Split(NamedTuple):
   y_test: np.ndarray
 
 
-def _split(name: str, x, y, x_test, y_test, n_train: int, n_val: int, seed: int) -> Split:
+def _split(
+  name: str, x: Any, y: Any, x_test: Any, y_test: Any, n_train: int, n_val: int, seed: int
+) -> Split:
   x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
   if n_train + n_val > len(x):
     raise ValueError(f"study: n_train + n_val = {n_train + n_val} > {len(x)} examples in {name}")
@@ -140,7 +142,7 @@ def apply_mlp(params: dict, x: jax.Array) -> jax.Array:
 # --- optimizers ------------------------------------------------------------------------------
 
 
-def cosine(steps: int) -> Callable[[jax.Array], jax.Array]:
+def cosine(steps: int) -> Callable[[Any], jax.Array]:
   """The schedule multiplier :math:`\\eta_t = (1 + \\cos(\\pi t / T)) / 2`, ``T = steps``."""
   return lambda count: 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count, steps) / steps))
 
@@ -148,19 +150,23 @@ def cosine(steps: int) -> Callable[[jax.Array], jax.Array]:
 def make_optimizer(name: str, lr: Any, lam: Any, steps: int) -> optax.GradientTransformation:
   """One of :data:`NAMES` with base learning rate ``lr`` and strength ``lam`` (traced or not)."""
   eta = cosine(steps)
-  sched = lambda c: lr * eta(c)
+
+  def sched(count: Any) -> jax.Array:
+    return lr * eta(count)
+
+  def rate(count: Any) -> jax.Array:
+    return lam * eta(count)
+
   mask = od.bias_mask
   if name == "SGDm + L2":
     return optax.chain(od.add_l2_to_grad(lam, mask=mask), optax.sgd(sched, momentum=MOMENTUM))
   if name == "SGDW":
-    decay = od.decoupled_weight_decay(lambda c: lam * eta(c), mask=mask)
+    decay = od.decoupled_weight_decay(rate, mask=mask)
     return optax.chain(optax.sgd(sched, momentum=MOMENTUM), decay)
   if name == "Adam + L2":
     return optax.chain(od.add_l2_to_grad(lam, mask=mask), optax.adam(sched))
   if name == "AdamW":
-    return optax.chain(
-      optax.adam(sched), od.decoupled_weight_decay(lambda c: lam * eta(c), mask=mask)
-    )
+    return optax.chain(optax.adam(sched), od.decoupled_weight_decay(rate, mask=mask))
   raise ValueError(f"study.make_optimizer: `name` must be one of {NAMES}, got {name!r}")
 
 
@@ -199,9 +205,9 @@ def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
 def train(
   name: str,
   data: Split,
-  lrs: Sequence[float],
-  lams: Sequence[float],
-  seeds: Sequence[int],
+  lrs: Sequence[float] | np.ndarray,
+  lams: Sequence[float] | np.ndarray,
+  seeds: Sequence[int] | np.ndarray,
   *,
   sizes: Sequence[int],
   steps: int,
@@ -249,10 +255,12 @@ def train(
     u, s = tx(lr_i, lam_i).update(jax.grad(loss)(p), s, p)
     return optax.apply_updates(p, u), s
 
+  vstep: Any = jax.vmap(step)
+
   @jax.jit
   def run_chunk(p, s, rows):
     def body(carry, r):
-      return jax.vmap(step)(*carry, lr, lam, r), None
+      return vstep(*carry, lr, lam, r), None
 
     return jax.lax.scan(body, (p, s), rows)[0]
 
@@ -294,7 +302,7 @@ def grid(
 def select(val: np.ndarray, lrs: Sequence[float], lams: Sequence[float]) -> tuple[float, float]:
   """The ``(lr, λ)`` with the best validation accuracy averaged over seeds (first on ties)."""
   i, j = np.unravel_index(np.argmax(val.mean(-1)), val.shape[:2])
-  return float(lrs[i]), float(lams[j])
+  return float(lrs[int(i)]), float(lams[int(j)])
 
 
 # --- statistics ---------------------------------------------------------------------------

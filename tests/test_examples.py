@@ -121,6 +121,7 @@ def test_demo_module_imports_with_only_core_dependencies():
 def test_demo_cli_smoke(smoke):
   _needs_plotting()
   pytest.importorskip("tqdm", reason="the demo shows a tqdm progress bar")
+  pytest.importorskip("mnist1d", reason="the demo's part 2 trains on MNIST-1D (examples extra)")
   out, proc = smoke
   for name in ("SGD + L2", "SGD + decoupled", "Adam + L2", "Adam + decoupled"):
     row = rf"^{re.escape(name)}\s+0\.\d+\s+0\.\d+\s+\d+\.\d+\s+\d+\.\d+$"
@@ -129,6 +130,11 @@ def test_demo_cli_smoke(smoke):
   adam = _number(r"max \|Adam \+ L2 - Adam \+ decoupled\| = (\S+)", proc.stdout)
   assert sgd < 1e-5, proc.stdout
   assert adam > 1e3 * max(sgd, 1e-9), proc.stdout
+  # Part 2: the four optimizers on MNIST-1D, with intervals and the paired differences.
+  for name in ("SGDm + L2", "SGDW", "Adam + L2", "AdamW"):
+    row = rf"^{re.escape(name)} +test acc +\d+\.\d % ± \d+\.\d  \(lr="
+    assert re.search(row, proc.stdout, re.M), proc.stdout
+  assert len(re.findall(r"^  .* − .*: [-+]\d+\.\d\d ± \d+\.\d\d points", proc.stdout, re.M)) == 3
   assert "100%" in proc.stderr  # the progress bar ran to the end
   _assert_png(out / "demo.png")
 
@@ -194,7 +200,15 @@ def test_does_it_matter_smoke(smoke):
   for png in ("accuracy", "grids", "mechanism"):
     _assert_png(out / f"does_it_matter_{png}.png")
   results = json.loads((out / "results.json").read_text())
-  assert set(results["mnist1d"]) == {"SGDm + L2", "SGDW", "Adam + L2", "AdamW"}
+  assert set(results["mnist1d"]) == {
+    "SGDm + L2",
+    "SGDW",
+    "Adam + L2",
+    "AdamW",
+    "coupling",
+    "mechanism_slopes",
+  }
+  assert len(results["mnist1d"]["AdamW"]["test"]) == 3
 
 
 # --- examples/colab_tpu.ipynb ---------------------------------------------------

@@ -125,7 +125,8 @@ def test_scale_invariant_mlp_ignores_the_scale_of_hidden_kernels():
   assert "bias" not in params["dense_0"] and "bias" in params["dense_2"]
   x = _tiny().x_train
   scaled = {**params, "dense_1": {"kernel": 7.0 * params["dense_1"]["kernel"]}}
-  np.testing.assert_allclose(study.apply_mlp(scaled, x), study.apply_mlp(params, x), atol=2e-5)
+  # Exactly invariant but for the LayerNorm epsilon (1e-5 next to the variance).
+  np.testing.assert_allclose(study.apply_mlp(scaled, x), study.apply_mlp(params, x), atol=1e-4)
   plain = study.init_mlp(jax.random.key(1), SIZES)
   scaled = {**plain, "dense_1": {**plain["dense_1"], "kernel": 7.0 * plain["dense_1"]["kernel"]}}
   assert float(jnp.max(jnp.abs(study.apply_mlp(scaled, x) - study.apply_mlp(plain, x)))) > 1e-2
