@@ -120,7 +120,7 @@ def test_referenced_tests_exist(filename):
 # --------------------------------------------------------------------------------------------
 # The site as a reader meets it: headless Chromium on the built pages, no network.
 
-BROWSER_PAGES = ("index", "theory", "api")
+BROWSER_PAGES = ("index", "theory", "does_it_matter", "api")
 SCREENSHOTS = ROOT / "docs" / "_build" / "screenshots"
 
 
