@@ -812,7 +812,7 @@ def test_per_leaf_multipliers_reach_the_compat_optimizers():
 
 # --------------------------------------------------------------------------
 # More of torch.optim: RMSprop, Adagrad, Adamax, NAdam, RAdam (each with its L2 weight_decay;
-# NAdam and RAdam also with decoupled_weight_decay=True).
+# NAdam and RAdam also with decoupled_weight_decay=True) and Adafactor (decoupled, x lr).
 
 MORE_TORCH = {
   "RMSprop": (
@@ -841,6 +841,16 @@ MORE_TORCH = {
   "RAdam-decoupled": (
     compat.torch_radam,
     dict(lr=0.02, weight_decay=0.5, decoupled_weight_decay=True),
+  ),
+  # A 2-D leaf (factored second moment) and a 1-D one; lr 0.3 caps rho_t = min(lr, 1/sqrt(t))
+  # from step 12 on.
+  "Adafactor": (
+    compat.torch_adafactor,
+    dict(lr=0.05, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.3),
+  ),
+  "Adafactor-relative": (
+    compat.torch_adafactor,
+    dict(lr=0.3, beta2_decay=-0.5, eps=(1e-20, 1e-2), d=2.0, weight_decay=0.1),
   ),
 }
 
@@ -902,6 +912,19 @@ def test_torch_radam_is_not_optax_radam_and_its_first_steps_are_unpreconditioned
   assert_not_equivalent(radam, momentum_l2, p, grad_fn, steps=STEPS)
 
 
+def test_torch_adafactor_decay_follows_the_lr_not_the_relative_step(torch):
+  """Adafactor's step is relative (its size is RMS(w) min(lr, 1/sqrt(t))), its decay is not:
+  with zero gradient only the decay moves the weights, by lr * wd * w exactly."""
+  params, _, _ = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  zero = lambda q, step: jax.tree.map(jnp.zeros_like, q)
+  traj = trajectory(compat.torch_adafactor(lr=0.3, weight_decay=0.1), p, zero, steps=5)
+  np.testing.assert_allclose(traj["w"][-1], params["w"] * (1 - 0.3 * 0.1) ** 5, rtol=1e-6)
+  with_decay = compat.torch_adafactor(lr=0.05, weight_decay=0.3)
+  as_l2 = optax.chain(od.add_l2_to_grad(0.3), compat.torch_adafactor(lr=0.05))
+  assert_not_equivalent(with_decay, as_l2, p, lambda q, s: jax.tree.map(jnp.cos, q), steps=STEPS)
+
+
 def test_torch_nadam_and_radam_l2_is_not_their_decoupled_decay():
   params, _, grad_fn = _problem()
   p = jax.tree.map(jnp.asarray, params)
@@ -936,10 +959,13 @@ def test_torch_rmsprop_l2_is_not_decoupled():
     (lambda: compat.torch_nadam(decoupled_weight_decay=1), "decoupled_weight_decay"),
     (lambda: compat.torch_radam(betas=(0.9, 1.0)), "betas"),
     (lambda: compat.torch_radam(maximize="no"), "maximize"),
+    (lambda: compat.torch_adafactor(beta2_decay=0.5), "beta2_decay"),
+    (lambda: compat.torch_adafactor(d=0.5), "d"),
+    (lambda: compat.torch_adafactor(eps=1e-3), "eps"),
   ],
 )
 def test_more_torch_optimizers_bad_arguments(build, arg):
-  with pytest.raises((TypeError, ValueError), match=f"`{arg}"):
+  with pytest.raises((TypeError, ValueError), match=rf"torch_\w+: `{arg}"):
     build()
 
 

@@ -12,7 +12,7 @@ one step of the named optimizer up to float rounding, built from
 and Optax pieces; the conventions Optax has no transform for have their own in ``_scale``
 (:func:`scale_by_torch_momentum`: PyTorch's dampening with its undampened first
 step; :func:`scale_by_keras_adam`: epsilon hat; :func:`scale_by_keras_adamax`; PyTorch's
-AMSGrad, Adagrad, NAdam and RAdam).
+AMSGrad, Adagrad, NAdam, RAdam and Adafactor).
 
 Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
 value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
@@ -68,10 +68,12 @@ from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
   ScaleByTorchAmsgradState,
   ScaleByTorchNadamState,
+  TorchAdafactorState,
   TorchAdagradState,
   TorchMomentumState,
   scale_by_keras_adam,
   scale_by_keras_adamax,
+  scale_by_torch_adafactor,
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
@@ -80,6 +82,7 @@ from optaxdecay.compat._scale import (
 )
 from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
 from optaxdecay.compat._torch import (
+  torch_adafactor,
   torch_adagrad,
   torch_adam,
   torch_adamax,
@@ -94,6 +97,7 @@ __all__ = [
   "ScaleByKerasAdamState",
   "ScaleByTorchAmsgradState",
   "ScaleByTorchNadamState",
+  "TorchAdafactorState",
   "TorchAdagradState",
   "TorchMomentumState",
   "bnb_lion_coupled",
@@ -121,6 +125,7 @@ __all__ = [
   "paper_sgdw_to_keras_sgd",
   "scale_by_keras_adam",
   "scale_by_keras_adamax",
+  "scale_by_torch_adafactor",
   "scale_by_torch_adagrad",
   "scale_by_torch_amsgrad",
   "scale_by_torch_momentum",
@@ -129,6 +134,7 @@ __all__ = [
   "tfa_adamw",
   "tfa_adamw_to_keras_adamw",
   "tfa_sgdw",
+  "torch_adafactor",
   "torch_adagrad",
   "torch_adam",
   "torch_adamax",

@@ -536,3 +536,132 @@ def scale_by_keras_adamax(
     return out, optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def check_adafactor(fn: str, lr: Any, beta2_decay: Any, eps: Any, d: Any) -> None:
+  """PyTorch Adafactor's ranges: ``beta2_decay <= 0``, ``eps = (eps1 | None, eps2)``, ``d >= 1``."""
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(
+    beta2_decay, fn=fn, arg="beta2_decay", low=None, high=0.0, high_inclusive=True
+  )
+  if not isinstance(eps, (tuple, list)) or len(eps) != 2:
+    raise TypeError(f"{fn}: `eps` must be a pair (eps1 or None, eps2), got {eps!r}.")
+  if eps[0] is not None:
+    _hparams.check_number(eps[0], fn=fn, arg="eps[0]")
+  _hparams.check_number(eps[1], fn=fn, arg="eps[1]")
+  _hparams.check_number(d, fn=fn, arg="d", low=1.0)
+
+
+class TorchAdafactorState(NamedTuple):
+  """State of :func:`scale_by_torch_adafactor`: the step and, per leaf, the factored second
+  moment (``row``/``col`` for leaves with 2+ dimensions) or the full one (``variance``)."""
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  row: optax.Updates
+  col: optax.Updates
+  variance: optax.Updates
+
+
+def scale_by_torch_adafactor(
+  lr: optax.ScalarOrSchedule = 1e-2,
+  beta2_decay: float = -0.8,
+  eps: tuple[float | None, float] = (None, 1e-3),
+  d: float = 1.0,
+) -> optax.GradientTransformation:
+  r"""PyTorch's Adafactor step (``torch.optim.Adafactor``), its relative step size included.
+
+  .. math::
+
+    \hat\beta_{2,t} = 1 - t^{c},\quad
+    \rho_t = \min(\eta_t, 1/\sqrt t),\quad
+    \alpha_t = \max(\epsilon_2, \mathrm{RMS}(\theta_t))\,\rho_t,\quad
+    u_t = g_t / \sqrt{\max(\hat v_t, \epsilon_1^2)},\quad
+    \Delta_t = -\frac{\alpha_t}{\max(1, \mathrm{RMS}(u_t)/d)}\,u_t
+
+  with :math:`\hat v_t` the row-column factored EMA of :math:`g^2` (over the last two axes;
+  the full EMA for vectors), :math:`c` = ``beta2_decay``. The output is the parameter change
+  itself (the learning rate only caps :math:`\rho_t`): chain nothing after it but a decay.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule: the cap of the relative step size.
+    beta2_decay: :math:`c \le 0`.
+    eps: :math:`(\epsilon_1, \epsilon_2)`; ``None`` for :math:`\epsilon_1` is the machine
+      epsilon of the parameters' dtype, as in PyTorch.
+    d: the update clipping threshold, :math:`\ge 1`.
+
+  Returns:
+    An :class:`optax.GradientTransformation` (it needs ``params``) whose state is a
+    :class:`TorchAdafactorState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_adafactor(lr=0.01)
+    >>> params = {'w': jnp.ones((2, 3))}
+    >>> u, _ = tx.update({'w': jnp.ones((2, 3))}, tx.init(params), params)
+    >>> u['w'][0, 0]  # -max(eps2, RMS(w)) * min(lr, 1) * sign(g) on the first step
+    Array(-0.01, dtype=float32)
+
+  References:
+    ``torch/optim/_adafactor.py`` (``_single_tensor_adafactor``); Shazeer & Stern,
+    *Adafactor*, ICML 2018.
+  """
+  check_adafactor("scale_by_torch_adafactor", lr, beta2_decay, eps, d)
+  fn = "scale_by_torch_adafactor"
+  eps1, eps2 = eps
+
+  def init_fn(params: optax.Params) -> TorchAdafactorState:
+    def row(p: jax.Array) -> jax.Array | None:
+      return jnp.zeros((*p.shape[:-1], 1), p.dtype) if p.ndim > 1 else None
+
+    def col(p: jax.Array) -> jax.Array | None:
+      return jnp.zeros((*p.shape[:-2], 1, p.shape[-1]), p.dtype) if p.ndim > 1 else None
+
+    def full(p: jax.Array) -> jax.Array | None:
+      return None if p.ndim > 1 else jnp.zeros_like(p)
+
+    return TorchAdafactorState(
+      jnp.zeros([], jnp.int32),
+      jax.tree.map(row, params),
+      jax.tree.map(col, params),
+      jax.tree.map(full, params),
+    )
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, TorchAdafactorState]:
+    if params is None:
+      raise ValueError(f"{fn}: `update` needs `params` (Adafactor's step is relative to them).")
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    t = count.astype(jnp.result_type(float))
+    lr_t = lr(state.count) if callable(lr) else lr
+    rho = jnp.minimum(lr_t, 1.0 / jnp.sqrt(t))
+    w = t**beta2_decay
+    leaves, structure = jax.tree.flatten(updates)
+    treedef: Any = structure  # flatten_up_to: the state's None leaves stay leaves
+    p_leaves = treedef.flatten_up_to(params)
+    r_leaves = treedef.flatten_up_to(state.row)
+    c_leaves = treedef.flatten_up_to(state.col)
+    v_leaves = treedef.flatten_up_to(state.variance)
+    out, new_r, new_c, new_v = [], [], [], []
+    for g, p, r, c, v in zip(leaves, p_leaves, r_leaves, c_leaves, v_leaves, strict=True):
+      e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
+      if p.ndim > 1:
+        r = r + w * (jnp.mean(g * g, axis=-1, keepdims=True) - r)
+        c = c + w * (jnp.mean(g * g, axis=-2, keepdims=True) - c)
+        var = (r @ c) / jnp.maximum(jnp.mean(r, axis=-2, keepdims=True), e1)
+      else:
+        v = v + w * (g * g - v)
+        var = v
+      u = g * jax.lax.rsqrt(jnp.maximum(var, e1 * e1))
+      alpha = jnp.maximum(eps2, jnp.sqrt(jnp.mean(jnp.square(p)))) * rho
+      denom = jnp.maximum(1.0, jnp.sqrt(jnp.mean(jnp.square(u))) / d)
+      out.append((-alpha / denom * u).astype(g.dtype))
+      new_r.append(r)
+      new_c.append(c)
+      new_v.append(v)
+    unflat = treedef.unflatten
+    new_state = TorchAdafactorState(count, unflat(new_r), unflat(new_c), unflat(new_v))
+    return unflat(out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)

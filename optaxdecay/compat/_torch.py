@@ -16,6 +16,8 @@ from optaxdecay.compat._common import (
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
+  check_adafactor,
+  scale_by_torch_adafactor,
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
@@ -542,4 +544,61 @@ def _preconditioned(
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     moments,
     optax.scale_by_learning_rate(lr),
+  )
+
+
+def torch_adafactor(
+  lr: ScalarOrSchedule = 1e-2,
+  beta2_decay: float = -0.8,
+  eps: tuple[float | None, float] = (None, 1e-3),
+  d: float = 1.0,
+  weight_decay: float = 0.0,
+  *,
+  maximize: bool = False,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.Adafactor``: decoupled decay ×lr, while the step is relative to the weights.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t(1 - \eta_t\lambda) + \Delta_t
+
+  with :math:`\Delta_t` PyTorch's Adafactor step (:func:`scale_by_torch_adafactor`), whose size
+  is :math:`\max(\epsilon_2, \mathrm{RMS}(\theta_t))\min(\eta_t, 1/\sqrt t)`: the learning rate
+  only caps it. The decay, though, is :math:`\eta_t\lambda` with the *uncapped* learning rate,
+  so it does not follow the relative step size.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart). Default ``1e-2``.
+    beta2_decay: :math:`c \le 0`; :math:`1 - \beta_{2,t} = t^c`.
+    eps: :math:`(\epsilon_1, \epsilon_2)`; ``None``: the parameters' machine epsilon.
+    d: the update clipping threshold, :math:`\ge 1`.
+    weight_decay: :math:`\lambda \ge 0`.
+    maximize: ascend instead of descend.
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_adafactor(lr=0.01, weight_decay=0.5)
+    >>> params = {'w': jnp.ones((2, 2))}
+    >>> u, _ = tx.update({'w': jnp.zeros((2, 2))}, tx.init(params), params)
+    >>> u['w'][0, 0]  # zero gradient: only the decay, -lr * wd * w
+    Array(-0.005, dtype=float32)
+
+  References:
+    ``torch/optim/_adafactor.py`` (``_single_tensor_adafactor``), PyTorch 2.5+.
+  """
+  fn = "torch_adafactor"
+  check_adafactor(fn, lr, beta2_decay, eps, d)
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  _hparams.check_bool(maximize, fn=fn, arg="maximize")
+  sign = optax.scale(-1.0) if maximize else optax.identity()
+  return optax.chain(
+    sign,
+    scale_by_torch_adafactor(lr, beta2_decay, eps, d),
+    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
   )
