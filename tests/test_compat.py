@@ -1338,3 +1338,81 @@ def test_moonlight_muon_cautious_decays_only_where_the_update_points_to_zero():
 def test_moonlight_muon_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=f"moonlight_muon: `{arg}"):
     build()
+
+
+# --------------------------------------------------------------------------
+# torch.optim.Muon: 2-D parameters only, paired with AdamW for the rest.
+
+
+def _muon_labels(params):
+  return jax.tree.map(lambda x: "muon" if x.ndim == 2 else "adamw", params)
+
+
+@pytest.mark.parametrize("adjust", [None, "match_rms_adamw"], ids=["original", "match_rms"])
+@pytest.mark.parametrize("scheduled", [False, True], ids=["const", "lambdalr"])
+def test_torch_muon_with_adamw_for_the_rest_matches_pytorch(torch, adjust, scheduled):
+  """torch Muon on the matrix and torch AdamW on the bias, stepped together, against
+  optax.partition of torch_muon and torch_adamw. Muon's Newton-Schulz runs in bfloat16 in
+  PyTorch; ours rounds where it does."""
+  params, grad_np, grad_fn = _problem()
+  lr_m, lr_a = 0.02, 0.01
+  tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
+  opts = [
+    torch.optim.Muon([tp["w"]], lr=lr_m, weight_decay=0.1, adjust_lr_fn=adjust),
+    torch.optim.AdamW([tp["bias"]], lr=lr_a, weight_decay=0.05),
+  ]
+  scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for o in opts] if scheduled else []
+  ref = {k: [] for k in tp}
+  for step in range(STEPS):
+    grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
+    for k, p in tp.items():
+      p.grad = torch.from_numpy(grads[k])
+    for o in opts:
+      o.step()
+    for s in scheds:
+      s.step()
+    for k, p in tp.items():
+      ref[k].append(p.detach().numpy().copy())
+  ref = {k: np.stack(v) for k, v in ref.items()}
+  lr = schedule if scheduled else (lambda base: base)
+  tx = optax.partition(
+    {
+      "muon": compat.torch_muon(lr(lr_m), weight_decay=0.1, adjust_lr_fn=adjust),
+      "adamw": compat.torch_adamw(lr(lr_a), weight_decay=0.05),
+    },
+    _muon_labels,
+  )
+  _check(
+    f"torch Muon+AdamW adjust={adjust} sched={scheduled}", _ours(tx, params, grad_fn), ref, ATOL32
+  )
+
+
+def test_torch_muon_decay_uses_the_unadjusted_lr_and_refuses_vectors():
+  p = {"w": jnp.ones((8, 2))}  # tall: 'original' adjusts the lr by sqrt(8 / 2) = 2
+  zero = jax.tree.map(jnp.zeros_like, p)
+  tx = compat.torch_muon(lr=0.02, weight_decay=0.5)
+  u, _ = tx.update(zero, tx.init(p), p)
+  np.testing.assert_allclose(u["w"], -0.02 * 0.5 * p["w"])  # not 2 * 0.02 * 0.5
+  g = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(8, 2)), jnp.float32)}
+  no_decay = compat.torch_muon(lr=0.02, weight_decay=0.0)
+  step = no_decay.update(g, no_decay.init(p), p)[0]["w"]
+  ortho = compat.scale_by_torch_muon(adjust_lr_fn="original")
+  unit = ortho.update(g, ortho.init(p))[0]["w"] / 2.0
+  np.testing.assert_allclose(step, -0.02 * 2.0 * unit, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"scale_by_torch_muon: Muon takes 2-D parameters only"):
+    compat.torch_muon().init({"w": jnp.ones((2, 2)), "bias": jnp.ones(2)})
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.torch_muon(adjust_lr_fn="spectral"), "adjust_lr_fn"),
+    (lambda: compat.torch_muon(ns_steps=100), "ns_steps"),
+    (lambda: compat.torch_muon(ns_coefficients=(1.0, 2.0)), "ns_coefficients"),
+    (lambda: compat.torch_muon(momentum=1.0), "momentum"),
+    (lambda: compat.torch_muon(weight_decay=-1.0), "weight_decay"),
+  ],
+)
+def test_torch_muon_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=f"torch_muon: `{arg}"):
+    build()

@@ -12,7 +12,7 @@ one step of the named optimizer up to float rounding, built from
 and Optax pieces; the conventions Optax has no transform for have their own in ``_scale``
 (:func:`scale_by_torch_momentum`: PyTorch's dampening with its undampened first
 step; :func:`scale_by_keras_adam`: epsilon hat; :func:`scale_by_keras_adamax`; PyTorch's
-AMSGrad, Adagrad, NAdam, RAdam and Adafactor).
+AMSGrad, Adagrad, NAdam, RAdam, Adafactor and Muon).
 
 Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
 value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
@@ -77,6 +77,7 @@ from optaxdecay.compat._scale import (
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
+  scale_by_torch_muon,
   scale_by_torch_nadam,
   scale_by_torch_radam,
 )
@@ -87,6 +88,7 @@ from optaxdecay.compat._torch import (
   torch_adam,
   torch_adamax,
   torch_adamw,
+  torch_muon,
   torch_nadam,
   torch_radam,
   torch_rmsprop,
@@ -129,6 +131,7 @@ __all__ = [
   "scale_by_torch_adagrad",
   "scale_by_torch_amsgrad",
   "scale_by_torch_momentum",
+  "scale_by_torch_muon",
   "scale_by_torch_nadam",
   "scale_by_torch_radam",
   "tfa_adamw",
@@ -141,6 +144,7 @@ __all__ = [
   "torch_adamw",
   "torch_adamw_to_composer_adamw",
   "torch_adamw_to_paper_adamw",
+  "torch_muon",
   "torch_nadam",
   "torch_radam",
   "torch_rmsprop",

@@ -665,3 +665,126 @@ def scale_by_torch_adafactor(
     return unflat(out), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+#: ``torch.optim.Muon``'s Newton-Schulz coefficients (Keller Jordan's quintic).
+TORCH_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def scale_by_torch_muon(
+  momentum: float = 0.95,
+  nesterov: bool = True,
+  ns_coefficients: tuple[float, float, float] = TORCH_NS_COEFFICIENTS,
+  eps: float = 1e-7,
+  ns_steps: int = 5,
+  adjust_lr_fn: str | None = None,
+) -> optax.GradientTransformation:
+  r"""PyTorch's Muon direction: momentum, Newton-Schulz in bfloat16, the shape-dependent lr ratio.
+
+  .. math::
+
+    b_t = \mu b_{t-1} + (1-\mu) g_t,\quad
+    o_t = \mathrm{NS}_{\text{bf16}}\bigl(\text{Nesterov: } g_t + \mu(b_t - g_t);\
+      \text{else } b_t\bigr),\quad
+    d_t = r(A, B)\, o_t
+
+  with :math:`r = \sqrt{\max(1, A/B)}` (``adjust_lr_fn=None`` or ``'original'``) or
+  :math:`0.2\sqrt{\max(A, B)}` (``'match_rms_adamw'``) for an :math:`A\times B` matrix. The
+  iteration rounds to bfloat16 where PyTorch's does (the input, the normalized matrix and each
+  ``addmm`` result), so it agrees with ``torch.optim.Muon`` to bfloat16 rounding of the last bit
+  in a few elements. Only 2-D leaves are allowed, as in PyTorch.
+
+  Args:
+    momentum: :math:`\mu \in [0, 1)`.
+    nesterov: Nesterov momentum.
+    ns_coefficients: the quintic's :math:`(a, b, c)`.
+    eps: the normalization's floor, :math:`\ge 0`.
+    ns_steps: Newton-Schulz iterations, ``1 <= ns_steps < 100``.
+    adjust_lr_fn: ``None``, ``'original'`` or ``'match_rms_adamw'``.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is an ``optax.TraceState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_torch_muon()
+    >>> u, _ = tx.update({'w': jnp.eye(2)}, tx.init({'w': jnp.zeros((2, 2))}))
+    >>> u['w'].dtype, u['w'].shape
+    (dtype('float32'), (2, 2))
+
+  References:
+    ``torch/optim/_muon.py`` (``_single_tensor_muon``, ``_zeropower_via_newtonschulz``,
+    ``_adjust_lr``), PyTorch 2.9+.
+  """
+  fn = "scale_by_torch_muon"
+  check_muon(fn, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn)
+  a, b, c = ns_coefficients
+
+  def bf16(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.bfloat16).astype(jnp.float32)
+
+  def orthogonalize(u: jax.Array) -> jax.Array:
+    x = bf16(u.astype(jnp.float32))
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = bf16(x / jnp.maximum(bf16(jnp.sqrt(jnp.sum(x * x))), eps))
+    dot = lambda p, q: jnp.dot(p, q, precision=jax.lax.Precision.HIGHEST)
+    for _ in range(ns_steps):
+      gram = bf16(dot(x, x.T))
+      x = bf16(a * x + dot(bf16(b * gram + c * dot(gram, gram)), x))
+    return x.T if tall else x
+
+  def ratio(shape: tuple[int, ...]) -> float:
+    rows, cols = shape[:2]
+    if adjust_lr_fn == "match_rms_adamw":
+      return 0.2 * math.sqrt(max(rows, cols))
+    return math.sqrt(max(1.0, rows / cols))
+
+  def init_fn(params: optax.Params) -> optax.TraceState:
+    for leaf in jax.tree.leaves(params):
+      if leaf.ndim != 2:
+        raise ValueError(
+          f"{fn}: Muon takes 2-D parameters only (as torch.optim.Muon), got shape "
+          f"{leaf.shape}: give the others to another optimizer with optax.partition."
+        )
+    return optax.TraceState(optax.tree.zeros_like(params))
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.TraceState]:
+    del params
+    buf = jax.tree.map(lambda g, m: m + (1 - momentum) * (g - m), updates, state.trace)
+
+    def direction(g: jax.Array, m: jax.Array) -> jax.Array:
+      u = g + momentum * (m - g) if nesterov else m
+      return (ratio(g.shape) * orthogonalize(u)).astype(g.dtype)
+
+    return jax.tree.map(direction, updates, buf), optax.TraceState(buf)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def check_muon(
+  fn: str,
+  momentum: Any,
+  nesterov: Any,
+  ns_coefficients: Any,
+  eps: Any,
+  ns_steps: Any,
+  adjust_lr_fn: Any,
+) -> None:
+  """``torch.optim.Muon``'s argument rules."""
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0)
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
+  if not isinstance(ns_coefficients, (tuple, list)) or len(ns_coefficients) != 3:
+    raise TypeError(f"{fn}: `ns_coefficients` must be three numbers (a, b, c).")
+  for i, value in enumerate(ns_coefficients):
+    _hparams.check_number(value, fn=fn, arg=f"ns_coefficients[{i}]", low=None)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  if _hparams.check_count(ns_steps, fn=fn, arg="ns_steps") >= 100:
+    raise ValueError(f"{fn}: `ns_steps` must be < 100 (as in PyTorch), got {ns_steps}.")
+  if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
+    raise ValueError(
+      f"{fn}: `adjust_lr_fn` must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}."
+    )

@@ -16,11 +16,14 @@ from optaxdecay.compat._common import (
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
+  TORCH_NS_COEFFICIENTS,
   check_adafactor,
+  check_muon,
   scale_by_torch_adafactor,
   scale_by_torch_adagrad,
   scale_by_torch_amsgrad,
   scale_by_torch_momentum,
+  scale_by_torch_muon,
   scale_by_torch_nadam,
   scale_by_torch_radam,
 )
@@ -600,5 +603,70 @@ def torch_adafactor(
   return optax.chain(
     sign,
     scale_by_torch_adafactor(lr, beta2_decay, eps, d),
+    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+  )
+
+
+def torch_muon(
+  lr: ScalarOrSchedule = 1e-3,
+  weight_decay: float = 0.1,
+  momentum: float = 0.95,
+  nesterov: bool = True,
+  ns_coefficients: tuple[float, float, float] = TORCH_NS_COEFFICIENTS,
+  eps: float = 1e-7,
+  ns_steps: int = 5,
+  adjust_lr_fn: str | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""``torch.optim.Muon``: the decay uses the *unadjusted* lr, the update the adjusted one.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t(1 - \eta_t\lambda) - \eta_t\, r(A, B)\, o_t
+
+  with :math:`o_t` the orthogonalized momentum and :math:`r` the shape ratio of
+  :func:`scale_by_torch_muon`. For 2-D parameters only, as in PyTorch: give the rest
+  (biases, norms, embeddings if you like) to another optimizer with ``optax.partition``, e.g.
+  ``optax.partition({'muon': torch_muon(0.02), 'adamw': torch_adamw(3e-4)}, labels)`` with
+  ``labels = lambda p: jax.tree.map(lambda x: 'muon' if x.ndim == 2 else 'adamw', p)``, the
+  counterpart of two torch optimizers stepped together.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule (a ``LambdaLR`` counterpart). Default ``1e-3``.
+    weight_decay: :math:`\lambda \ge 0`; PyTorch's default is ``0.1``.
+    momentum: :math:`\mu \in [0, 1)`.
+    nesterov: Nesterov momentum (default, as in PyTorch).
+    ns_coefficients: the Newton-Schulz quintic's :math:`(a, b, c)`.
+    eps: the normalization's floor.
+    ns_steps: Newton-Schulz iterations.
+    adjust_lr_fn: ``None``/``'original'`` (:math:`\sqrt{\max(1, A/B)}`) or
+      ``'match_rms_adamw'`` (:math:`0.2\sqrt{\max(A, B)}`, Moonlight's; see
+      :func:`moonlight_muon`).
+    mask: leaves that are decayed; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation`; its ``init`` raises for a leaf that is not 2-D.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.torch_muon(lr=0.02, weight_decay=0.1)
+    >>> params = {'w': jnp.ones((2, 3))}
+    >>> u, _ = tx.update({'w': jnp.zeros((2, 3))}, tx.init(params), params)
+    >>> u['w'][0, 0]  # zero gradient: only the decay, -lr * wd * w
+    Array(-0.002, dtype=float32)
+
+  References:
+    ``torch/optim/_muon.py`` (``_single_tensor_muon``), PyTorch 2.9+; Jordan et al., *Muon*
+    (2024).
+  """
+  fn = "torch_muon"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
+  check_muon(fn, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn)
+  return optax.chain(
+    scale_by_torch_muon(momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn),
+    optax.scale_by_learning_rate(lr),
     decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
   )
