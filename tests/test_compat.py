@@ -36,9 +36,9 @@ def schedule(base):
   return lambda count: base * lr_factor(count)
 
 
-def _problem(dtype=np.float32, seed=0):
+def _problem(dtype=np.float32, seed=0, shapes=None):
   rng = np.random.default_rng(seed)
-  shapes = {"w": (3, 4), "bias": (4,)}
+  shapes = shapes or {"w": (3, 4), "bias": (4,)}
   params = {k: (0.5 * rng.normal(size=s)).astype(dtype) for k, s in shapes.items()}
   curv = {k: rng.uniform(0.5, 2.0, size=s).astype(dtype) for k, s in shapes.items()}
   noise = {k: rng.normal(size=(STEPS, *s)).astype(dtype) for k, s in shapes.items()}
@@ -1415,4 +1415,51 @@ def test_torch_muon_decay_uses_the_unadjusted_lr_and_refuses_vectors():
 )
 def test_torch_muon_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=f"torch_muon: `{arg}"):
+    build()
+
+
+MUON_SHAPES = {"w": (3, 4), "bias": (4,), "token_embedding": (5, 3), "proj": (4, 6)}
+
+
+KERAS_MUON_CASES = {
+  # Muon on 'w'; AdamW on the bias (1-D), the embedding (exclude_embeddings) and 'proj'
+  # (exclude_layers), with their own weight decay and lr ratio.
+  "const": (False, {}),
+  "schedule": (True, {}),
+  "accumulation": (True, dict(gradient_accumulation_steps=3)),
+  # Every matrix to Muon.
+  "no-exclusions": (True, dict(exclude_layers=None, exclude_embeddings=False)),
+}
+
+
+@pytest.mark.parametrize("case", list(KERAS_MUON_CASES))
+def test_keras_muon_matches_keras(keras, case):
+  scheduled, extra = KERAS_MUON_CASES[case]
+  params, grad_np, grad_fn = _problem(shapes=MUON_SHAPES)
+  lr = 0.02
+  kw = dict(weight_decay=0.1, adam_weight_decay=0.3, exclude_layers=["proj"], adam_lr_ratio=0.5)
+  kw.update(extra)
+  klr = _keras_schedule(keras, lr) if scheduled else lr
+  ref = _keras_traj(keras, keras.optimizers.Muon(klr, **kw), params, grad_np)
+  ours = _ours(compat.keras_muon(schedule(lr) if scheduled else lr, **kw), params, grad_fn)
+  _check(f"keras Muon {case}", ours, ref, ATOL32)
+  if case == "no-exclusions":  # the exclusions are doing something
+    excluded = _ours(
+      compat.keras_muon(schedule(lr), **dict(kw, exclude_layers=["proj"])), params, grad_fn
+    )
+    assert _max_err(excluded, ref) > 1e-3
+
+
+@pytest.mark.parametrize(
+  ("build", "arg"),
+  [
+    (lambda: compat.keras_muon(exclude_layers="proj"), "exclude_layers"),
+    (lambda: compat.keras_muon(exclude_layers=["("]), "exclude_layers"),
+    (lambda: compat.keras_muon(adam_lr_ratio=0.0), "adam_lr_ratio"),
+    (lambda: compat.keras_muon(rms_rate=-0.2), "rms_rate"),
+    (lambda: compat.keras_muon(adam_weight_decay=-1.0), "adam_weight_decay"),
+  ],
+)
+def test_keras_muon_bad_arguments(build, arg):
+  with pytest.raises((TypeError, ValueError), match=rf"keras_muon: `{arg}"):
     build()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optax
 
-from optaxdecay import _hparams, _selection
+from optaxdecay import _hparams, _selection, _tree
 from optaxdecay._rates import lr_times
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
@@ -21,6 +22,7 @@ from optaxdecay.compat._common import (
 from optaxdecay.compat._scale import (
   scale_by_keras_adam,
   scale_by_keras_adamax,
+  scale_by_keras_muon,
   scale_by_torch_nadam,
 )
 
@@ -186,23 +188,36 @@ def _keras(
   accumulation: int | None,
   step: Callable[[ScalarOrSchedule], optax.GradientTransformation],
 ) -> optax.GradientTransformation:
-  """Keras' base optimizer around an optimizer's own ``step(lr)``.
+  """Keras' base optimizer around an optimizer's own ``step(lr)``: the decoupled decay, ×lr,
+  from the weights before the step (``_apply_weight_decay``), and the accumulation."""
+  wd = keras_weight_decay(fn, weight_decay)
 
-  The decay is decoupled, ×lr, from the weights before the step (``_apply_weight_decay``).
-  With ``gradient_accumulation_steps = n``, Keras updates on every ``n``-th call with the mean
-  gradient; its schedule sees the call count (``_iterations``) while the optimizer's own step
-  count (``iterations``, Adam's bias correction) counts updates. ``optax.MultiSteps`` counts
-  updates for both, so the schedule is shifted to the call of the ``j``-th update,
-  ``(j + 1) n - 1``.
+  def build(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.chain(step(lr), decay(fn, "learning_rate * weight_decay", lr_times(wd, lr), mask))
+
+  return _accumulated(fn, learning_rate, accumulation, build)
+
+
+def _accumulated(
+  fn: str,
+  learning_rate: ScalarOrSchedule,
+  accumulation: int | None,
+  build: Callable[[ScalarOrSchedule], optax.GradientTransformation],
+) -> optax.GradientTransformation:
+  """``build(lr)``, with Keras' ``gradient_accumulation_steps = n`` when given.
+
+  Keras then updates on every ``n``-th call with the mean gradient; its schedule sees the call
+  count (``_iterations``) while the optimizer's own step count (``iterations``, Adam's bias
+  correction) counts updates. ``optax.MultiSteps`` counts updates for both, so the schedule is
+  shifted to the call of the ``j``-th update, ``(j + 1) n - 1``.
   """
   _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
-  wd = keras_weight_decay(fn, weight_decay)
   n = _check_accumulation(fn, accumulation)
   lr = learning_rate
   if n is not None and callable(learning_rate):
     sched = learning_rate
     lr = lambda j: sched((j + 1) * n - 1)
-  tx = optax.chain(step(lr), decay(fn, "learning_rate * weight_decay", lr_times(wd, lr), mask))
+  tx = build(lr)
   return tx if n is None else optax.MultiSteps(tx, every_k_schedule=n).gradient_transformation()
 
 
@@ -579,3 +594,133 @@ def keras_nadam(
     )
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
+
+
+def keras_muon(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  adam_beta_1: float = 0.9,
+  adam_beta_2: float = 0.999,
+  adam_weight_decay: float | None = 0.004,
+  epsilon: float = 1e-7,
+  weight_decay: float | None = 0.004,
+  *,
+  exclude_layers: Sequence[str] | None = None,
+  exclude_embeddings: bool = True,
+  muon_a: float = 3.4445,
+  muon_b: float = -4.7750,
+  muon_c: float = 2.0315,
+  adam_lr_ratio: float = 1.0,
+  momentum: float = 0.95,
+  ns_steps: int = 5,
+  nesterov: bool = True,
+  rms_rate: float | None = 0.2,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Muon`` (Keras 3): Muon on matrices, Keras' AdamW on the rest, two decays.
+
+  .. math::
+
+    \text{Muon leaves: } \theta \leftarrow \theta(1 - \eta_t\lambda) - \eta_t\,\rho
+      \sqrt{\max(A, B)}\;\mathrm{NS}(g + \mu m),\ m \leftarrow \mu m + g;\qquad
+    \text{the rest: } \theta \leftarrow \theta(1 - \eta_t\lambda_{\text{adam}})
+      - r\eta_t\,\text{Keras Adam step}
+
+  A leaf goes to the AdamW half when it is not 2-D, when ``exclude_embeddings`` and its path
+  contains ``"embedding"`` (any case), or when a pattern of ``exclude_layers`` is found in its
+  path (``re.search``); paths are the leaf's key names joined by ``/``, as Keras' variable
+  paths are. ``weight_decay`` decays the Muon leaves, ``adam_weight_decay`` the others, both ×
+  the *unscaled* learning rate (``adam_lr_ratio`` :math:`r` scales the AdamW update only).
+  :math:`\rho` is ``rms_rate`` (``None``: no scaling). Keras' Newton-Schulz runs in the
+  parameters' dtype and divides by ``norm + 1e-7``; its momentum is :math:`\mu m + g`, not
+  PyTorch's EMA.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    adam_beta_1: the AdamW half's :math:`\beta_1`.
+    adam_beta_2: the AdamW half's :math:`\beta_2`.
+    adam_weight_decay: the AdamW half's :math:`\lambda_{\text{adam}}` or ``None``.
+    epsilon: the AdamW half's epsilon hat.
+    weight_decay: the Muon half's :math:`\lambda` or ``None``.
+    exclude_layers: regexes; a matching path goes to the AdamW half.
+    exclude_embeddings: send paths containing ``"embedding"`` to the AdamW half.
+    muon_a: Newton-Schulz :math:`a`.
+    muon_b: Newton-Schulz :math:`b`.
+    muon_c: Newton-Schulz :math:`c`.
+    adam_lr_ratio: :math:`r > 0`, the AdamW half's learning-rate multiplier.
+    momentum: :math:`\mu \in [0, 1)`.
+    ns_steps: Newton-Schulz iterations.
+    nesterov: Nesterov momentum.
+    rms_rate: :math:`\rho > 0` or ``None``.
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation (see :func:`keras_sgd`).
+
+  Returns:
+    An :class:`optax.GradientTransformation` (an ``optax.partition`` of the two halves).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_muon(0.01, weight_decay=0.1, adam_weight_decay=0.5)
+    >>> params = {'dense': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}}
+    >>> zero = {'dense': {'kernel': jnp.zeros((2, 2)), 'bias': jnp.zeros(2)}}
+    >>> u, _ = tx.update(zero, tx.init(params), params)
+    >>> u['dense']['kernel'][0, 0], u['dense']['bias'][0]  # -lr * wd * w, each its own wd
+    (Array(-0.001, dtype=float32), Array(-0.005, dtype=float32))
+
+  References:
+    ``keras/src/optimizers/muon.py`` (``_should_use_adamw``, ``_muon_update_step``,
+    ``_adamw_update_step``, ``_apply_weight_decay``).
+  """
+  fn = "keras_muon"
+  check_moments(
+    fn, adam_beta_1, adam_beta_2, epsilon, names=("adam_beta_1", "adam_beta_2", "epsilon")
+  )
+  wd_muon = keras_weight_decay(fn, weight_decay)
+  if adam_weight_decay is None:
+    wd_adam = 0.0
+  else:
+    wd_adam = _hparams.check_number(adam_weight_decay, fn=fn, arg="adam_weight_decay") or 0.0
+  patterns = _check_patterns(fn, exclude_layers)
+  _hparams.check_bool(exclude_embeddings, fn=fn, arg="exclude_embeddings")
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
+  _hparams.check_number(adam_lr_ratio, fn=fn, arg="adam_lr_ratio", low_inclusive=False)
+  if rms_rate is not None:
+    _hparams.check_number(rms_rate, fn=fn, arg="rms_rate", low_inclusive=False)
+  muon = scale_by_keras_muon((muon_a, muon_b, muon_c), momentum, ns_steps, nesterov, rms_rate)
+
+  def labels(params: Any) -> Any:
+    def label(leaf: _tree.Leaf) -> str:
+      path = "/".join(str(n) for n in leaf.names)
+      adam = leaf.value.ndim != 2 or (exclude_embeddings and "embedding" in path.lower())
+      return "adam" if adam or any(p.search(path) for p in patterns) else "muon"
+
+    return _tree.map_leaves(label, params)
+
+  def build(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    adam_lr = lr if adam_lr_ratio == 1 else _hparams.combine(lambda e: adam_lr_ratio * e, lr)
+    what = "learning_rate * weight_decay"
+    halves: dict[Any, optax.GradientTransformation] = {
+      "muon": optax.chain(
+        muon, optax.scale_by_learning_rate(lr), decay(fn, what, lr_times(wd_muon, lr), mask)
+      ),
+      "adam": optax.chain(
+        scale_by_keras_adam(adam_beta_1, adam_beta_2, epsilon),
+        optax.scale_by_learning_rate(adam_lr),
+        decay(fn, "learning_rate * adam_weight_decay", lr_times(wd_adam, lr), mask),
+      ),
+    }
+    return optax.partition(halves, labels)
+
+  return _accumulated(fn, learning_rate, gradient_accumulation_steps, build)
+
+
+def _check_patterns(fn: str, patterns: Sequence[str] | None) -> list[re.Pattern[str]]:
+  if patterns is None:
+    return []
+  if isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns):
+    raise TypeError(f"{fn}: `exclude_layers` must be a list of regex strings, got {patterns!r}.")
+  try:
+    return [re.compile(p) for p in patterns]
+  except re.error as e:
+    raise ValueError(f"{fn}: `exclude_layers` has an invalid regex: {e}") from e

@@ -788,3 +788,78 @@ def check_muon(
     raise ValueError(
       f"{fn}: `adjust_lr_fn` must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}."
     )
+
+
+def scale_by_keras_muon(
+  ns_coefficients: tuple[float, float, float] = TORCH_NS_COEFFICIENTS,
+  momentum: float = 0.95,
+  ns_steps: int = 5,
+  nesterov: bool = True,
+  rms_rate: float | None = 0.2,
+) -> optax.GradientTransformation:
+  r"""Keras' Muon direction: classical momentum, Newton-Schulz in the leaf's dtype, RMS scale.
+
+  .. math::
+
+    m_t = \mu m_{t-1} + g_t,\quad
+    d_t = \rho\sqrt{\max(A, B)}\;\mathrm{NS}\bigl(\text{Nesterov: } g_t + \mu m_t;\
+      \text{else } m_t\bigr)
+
+  with the iteration started from :math:`X/(\lVert X\rVert_F + 10^{-7})`. PyTorch's Muon
+  (:func:`scale_by_torch_muon`) keeps an EMA, runs in bfloat16 and scales by another ratio.
+
+  Args:
+    ns_coefficients: ``(muon_a, muon_b, muon_c)``.
+    momentum: :math:`\mu \in [0, 1)`.
+    ns_steps: Newton-Schulz iterations.
+    nesterov: Nesterov momentum.
+    rms_rate: :math:`\rho > 0`, or ``None`` for no scaling.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is an ``optax.TraceState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_keras_muon(rms_rate=None)
+    >>> u, _ = tx.update({'w': 2 * jnp.eye(2)}, tx.init({'w': jnp.zeros((2, 2))}))
+    >>> u['w'].shape
+    (2, 2)
+
+  References:
+    ``keras/src/optimizers/muon.py`` (``_muon_update_step``, ``zeropower_via_newtonschulz5``,
+    ``lr_adjust``).
+  """
+  fn = "scale_by_keras_muon"
+  check_muon(fn, momentum, nesterov, ns_coefficients, 0.0, ns_steps, None)
+  if rms_rate is not None:
+    _hparams.check_number(rms_rate, fn=fn, arg="rms_rate", low_inclusive=False)
+  a, b, c = ns_coefficients
+
+  def orthogonalize(x: jax.Array) -> jax.Array:
+    tall = x.shape[-2] > x.shape[-1]
+    x = jnp.swapaxes(x, -1, -2) if tall else x
+    x = x / (jnp.sqrt(jnp.sum(x * x, axis=(-2, -1), keepdims=True)) + 1e-7)
+    for _ in range(ns_steps):
+      gram = x @ jnp.swapaxes(x, -1, -2)
+      x = a * x + (b * gram + c * gram @ gram) @ x
+    return jnp.swapaxes(x, -1, -2) if tall else x
+
+  def init_fn(params: optax.Params) -> optax.TraceState:
+    return optax.TraceState(optax.tree.zeros_like(params))
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.TraceState]:
+    del params
+    m = jax.tree.map(lambda g, t: momentum * t + g, updates, state.trace)
+
+    def direction(g: jax.Array, t: jax.Array) -> jax.Array:
+      x = orthogonalize(g + momentum * t if nesterov else t)
+      if rms_rate is not None:
+        x = x * math.sqrt(max(x.shape[0], x.shape[1])) * rms_rate
+      return x.astype(g.dtype)
+
+    return jax.tree.map(direction, updates, m), optax.TraceState(m)
+
+  return optax.GradientTransformation(init_fn, update_fn)
