@@ -1184,6 +1184,7 @@ MORE_KERAS = {
   ),
   "Adamax": (compat.keras_adamax, dict(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
   "Nadam": (compat.keras_nadam, dict(beta_1=0.85, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
+  "Lamb": (compat.keras_lamb, dict(beta_1=0.85, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
 }
 
 
@@ -1229,6 +1230,25 @@ def test_keras_gradient_accumulation_matches_keras(keras, name):
   _check(f"keras {name} gradient_accumulation_steps=3", ours, ref, ATOL32)
   np.testing.assert_array_equal(ours["w"][0], params["w"])  # no update before the third call
   assert not np.array_equal(ours["w"][2], ours["w"][1])
+
+
+def test_keras_lamb_is_not_optax_lamb():
+  """optax.lamb (the paper's) puts the decay inside the trust ratio; Keras decays first and
+  keeps it out."""
+  params, _, grad_fn = _problem()
+  p = jax.tree.map(jnp.asarray, params)
+  ours = compat.keras_lamb(0.02, epsilon=1e-6, weight_decay=0.3)
+  assert_not_equivalent(ours, optax.lamb(0.02, eps=1e-6, weight_decay=0.3), p, grad_fn, steps=STEPS)
+  no_decay = compat.keras_lamb(0.02, epsilon=1e-6)
+  assert_equivalent(
+    no_decay,
+    optax.lamb(0.02, eps=1e-6, weight_decay=0.0),
+    p,
+    grad_fn,
+    steps=STEPS,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_keras_accumulation_is_not_plain_multisteps_under_a_schedule():

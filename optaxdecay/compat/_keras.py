@@ -22,6 +22,7 @@ from optaxdecay.compat._common import (
 from optaxdecay.compat._scale import (
   scale_by_keras_adam,
   scale_by_keras_adamax,
+  scale_by_keras_lamb,
   scale_by_keras_muon,
   scale_by_torch_nadam,
 )
@@ -724,3 +725,62 @@ def _check_patterns(fn: str, patterns: Sequence[str] | None) -> list[re.Pattern[
     return [re.compile(p) for p in patterns]
   except re.error as e:
     raise ValueError(f"{fn}: `exclude_layers` has an invalid regex: {e}") from e
+
+
+def keras_lamb(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  beta_1: float = 0.9,
+  beta_2: float = 0.999,
+  epsilon: float = 1e-7,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Lamb`` (Keras 3): the base class' decay first, then LAMB on the result.
+
+  .. math::
+
+    \theta \leftarrow \theta(1 - \eta_t\lambda),\quad
+    \theta_{t+1} = \theta - \eta_t\,\frac{\lVert\theta\rVert}{\lVert u_t\rVert}\,u_t,\quad
+    u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+  The trust ratio uses the already decayed weights and the decay is not in :math:`u_t`: the
+  LAMB paper and ``optax.lamb`` add :math:`\lambda\theta` to :math:`u_t` before the ratio
+  instead (:func:`scale_by_keras_lamb`).
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    beta_1: :math:`\beta_1 \in [0, 1)`.
+    beta_2: :math:`\beta_2 \in [0, 1)`.
+    epsilon: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation (see :func:`keras_sgd`).
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_lamb(0.1, epsilon=0.0, weight_decay=0.5)
+    >>> params = {'w': jnp.array([3.0, 4.0])}
+    >>> u, _ = tx.update({'w': jnp.array([1.0, 1.0])}, tx.init(params), params)
+    >>> u['w']  # -lr * wd * w - lr * |0.95 w| / |sign(g)| * sign(g)
+    Array([-0.4859, -0.5359], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/lamb.py`` (``update_step``) and
+    ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
+  """
+  fn = "keras_lamb"
+  check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
+  wd = keras_weight_decay(fn, weight_decay)
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    shrink = lr_times(wd, lr)
+    lamb = scale_by_keras_lamb(beta_1, beta_2, epsilon, shrink=shrink, mask=mask)
+    return optax.chain(lamb, optax.scale_by_learning_rate(lr))
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxdecay import _hparams
+from optaxdecay import _hparams, _selection, _tree
 from optaxdecay.compat._common import (
   check_moments,
   check_torch_nesterov,
@@ -861,5 +861,85 @@ def scale_by_keras_muon(
       return x.astype(g.dtype)
 
     return jax.tree.map(direction, updates, m), optax.TraceState(m)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_keras_lamb(
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-7,
+  *,
+  shrink: optax.ScalarOrSchedule = 0.0,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Keras' LAMB direction: Adam's step scaled by the trust ratio of the *decayed* weights.
+
+  .. math::
+
+    u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon},\quad
+    d_t = \frac{\lVert (1 - s_t)\,\theta_t\rVert}{\lVert u_t\rVert}\, u_t
+
+  (ratio 1 where either norm is 0), per leaf. Keras decays a variable *before* its LAMB step
+  (:math:`\theta \leftarrow \theta - \eta_t\lambda\theta`), so the ratio sees the decayed
+  weights; pass that fraction as ``shrink`` (:math:`s_t = \eta_t\lambda`) with the decay's
+  ``mask``. The decay itself stays outside, unlike ``optax.lamb`` (and the LAMB paper), which
+  put it inside the ratio.
+
+  Args:
+    b1: :math:`\beta_1 \in [0, 1)`.
+    b2: :math:`\beta_2 \in [0, 1)`.
+    eps: :math:`\epsilon \ge 0`, after the bias correction.
+    shrink: :math:`s_t`, a float or a schedule: the fraction the decay removed first.
+    mask: the leaves that ``shrink`` applies to; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation` (it needs ``params``) whose state is an
+    ``optax.ScaleByAdamState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_keras_lamb(eps=0.0)
+    >>> params = {'w': jnp.array([3.0, 4.0])}
+    >>> u, _ = tx.update({'w': jnp.array([1.0, -1.0])}, tx.init(params), params)
+    >>> u['w']  # sign(g) (Adam's first step) times |w| / |sign(g)| = 5 / sqrt(2)
+    Array([ 3.535534, -3.535534], dtype=float32)
+
+  References:
+    ``keras/src/optimizers/lamb.py`` (``update_step``); You et al., *Large Batch Optimization
+    for Deep Learning*, ICLR 2020.
+  """
+  fn = "scale_by_keras_lamb"
+  check_moments(fn, b1, b2, eps)
+  _hparams.check_scalar_or_schedule(shrink, fn=fn, arg="shrink")
+  selection = _selection.selection(mask, fn=fn)
+
+  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
+    zeros = optax.tree.zeros_like(params)
+    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
+    if params is None:
+      raise ValueError(f"{fn}: `update` needs `params` (the trust ratio is relative to them).")
+    s_t = shrink(state.count) if callable(shrink) else shrink
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    bc1, bc2 = 1 - b1**count, 1 - b2**count
+    adam = jax.tree.map(lambda m, v: (m / bc1) / (jnp.sqrt(v / bc2) + eps), mu, nu)
+    u_leaves, p_leaves, treedef = _selection.align(adam, params, fn=fn)
+    out = []
+    for u, w, m in zip(u_leaves, p_leaves, selection.resolve(params), strict=True):
+      if _tree.is_absent(u):
+        out.append(u)
+        continue
+      w_norm = jnp.sqrt(jnp.sum(jnp.square(w * (1 - s_t * m) if m else w)))
+      u_norm = jnp.sqrt(jnp.sum(jnp.square(u)))
+      ratio = jnp.where(w_norm > 0, jnp.where(u_norm > 0, w_norm / u_norm, 1.0), 1.0)
+      out.append((ratio * u).astype(u.dtype))
+    return jax.tree.unflatten(treedef, out), optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
