@@ -1185,6 +1185,13 @@ MORE_KERAS = {
   "Adamax": (compat.keras_adamax, dict(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
   "Nadam": (compat.keras_nadam, dict(beta_1=0.85, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
   "Lamb": (compat.keras_lamb, dict(beta_1=0.85, beta_2=0.99, epsilon=1e-6, weight_decay=0.3)),
+  "Adafactor": (compat.keras_adafactor, dict(beta_2_decay=-0.8, weight_decay=0.3)),
+  "Adafactor-unclipped": (
+    compat.keras_adafactor,
+    dict(
+      beta_2_decay=-0.5, epsilon_2=1e-2, clip_threshold=3.0, relative_step=False, weight_decay=0.1
+    ),
+  ),
 }
 
 
@@ -1280,6 +1287,9 @@ def test_keras_gradient_accumulation_steps_must_be_an_integer_of_at_least_2(step
     (lambda: compat.keras_adagrad(initial_accumulator_value=-1.0), "initial_accumulator_value"),
     (lambda: compat.keras_adamax(beta_2=1.0), "beta_2"),
     (lambda: compat.keras_nadam(epsilon=-1e-7), "epsilon"),
+    (lambda: compat.keras_adafactor(beta_2_decay=0.1), "beta_2_decay"),
+    (lambda: compat.keras_adafactor(relative_step=None), "relative_step"),
+    (lambda: compat.keras_lamb(beta_1=1.0), "beta_1"),
   ],
 )
 def test_more_keras_bad_arguments(build, arg):

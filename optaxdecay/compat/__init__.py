@@ -53,6 +53,7 @@ from optaxdecay.compat._convert import (
   torch_sgd_to_keras_sgd,
 )
 from optaxdecay.compat._keras import (
+  keras_adafactor,
   keras_adagrad,
   keras_adam,
   keras_adamax,
@@ -73,6 +74,7 @@ from optaxdecay.compat._scale import (
   TorchAdafactorState,
   TorchAdagradState,
   TorchMomentumState,
+  scale_by_keras_adafactor,
   scale_by_keras_adam,
   scale_by_keras_adamax,
   scale_by_keras_lamb,
@@ -112,6 +114,7 @@ __all__ = [
   "composer_lionw",
   "composer_lionw_to_paper_lion",
   "composer_sgdw",
+  "keras_adafactor",
   "keras_adagrad",
   "keras_adam",
   "keras_adamax",
@@ -131,6 +134,7 @@ __all__ = [
   "paper_lion_to_composer_lionw",
   "paper_sgdw",
   "paper_sgdw_to_keras_sgd",
+  "scale_by_keras_adafactor",
   "scale_by_keras_adam",
   "scale_by_keras_adamax",
   "scale_by_keras_lamb",

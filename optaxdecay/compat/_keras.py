@@ -20,6 +20,7 @@ from optaxdecay.compat._common import (
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
+  scale_by_keras_adafactor,
   scale_by_keras_adam,
   scale_by_keras_adamax,
   scale_by_keras_lamb,
@@ -782,5 +783,68 @@ def keras_lamb(
     shrink = lr_times(wd, lr)
     lamb = scale_by_keras_lamb(beta_1, beta_2, epsilon, shrink=shrink, mask=mask)
     return optax.chain(lamb, optax.scale_by_learning_rate(lr))
+
+  return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
+
+
+def keras_adafactor(
+  learning_rate: ScalarOrSchedule = 1e-3,
+  beta_2_decay: float = -0.8,
+  epsilon_1: float = 1e-30,
+  epsilon_2: float = 1e-3,
+  clip_threshold: float = 1.0,
+  relative_step: bool = True,
+  weight_decay: float | None = None,
+  *,
+  mask: _selection.MaskArg = None,
+  gradient_accumulation_steps: int | None = None,
+) -> optax.GradientTransformation:
+  r"""``keras.optimizers.Adafactor`` (Keras 3): the base class' decay ×lr, then a step relative
+  to the decayed weights.
+
+  .. math::
+
+    \theta \leftarrow \theta(1 - \eta_t\lambda),\quad \theta_{t+1} = \theta + \Delta_t
+
+  with :math:`\Delta_t` of :func:`scale_by_keras_adafactor`, whose size is
+  :math:`\max(\epsilon_2, \mathrm{RMS}(\theta))\min(\eta_t, 1/\sqrt t)` on the decayed
+  :math:`\theta`. In Keras 3.15 ``relative_step`` changes nothing (the step is capped by
+  :math:`1/\sqrt t` either way); it is accepted for the signature and checked to be a bool.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or a schedule.
+    beta_2_decay: :math:`c \le 0`.
+    epsilon_1: added to :math:`g^2`.
+    epsilon_2: the floor of the weights' RMS.
+    clip_threshold: the update clipping threshold, :math:`> 0`.
+    relative_step: Keras' flag (no effect, see above).
+    weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    mask: leaves that are decayed (Keras: ``exclude_from_weight_decay``); ``None`` selects all.
+    gradient_accumulation_steps: Keras' gradient accumulation (see :func:`keras_sgd`).
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.keras_adafactor(0.01, weight_decay=0.5)
+    >>> params = {'w': jnp.ones((2, 2))}
+    >>> u, _ = tx.update({'w': jnp.ones((2, 2))}, tx.init(params), params)
+    >>> u['w'][0, 0]  # -lr * wd * w - RMS(0.995 w) * lr * sign(g)
+    Array(-0.01495, dtype=float32)
+
+  References:
+    ``keras/src/optimizers/adafactor.py`` (``update_step``) and
+    ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
+  """
+  fn = "keras_adafactor"
+  _hparams.check_bool(relative_step, fn=fn, arg="relative_step")
+  wd = keras_weight_decay(fn, weight_decay)
+
+  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    return scale_by_keras_adafactor(
+      lr, beta_2_decay, epsilon_1, epsilon_2, clip_threshold, shrink=lr_times(wd, lr), mask=mask
+    )
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)

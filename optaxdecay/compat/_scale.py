@@ -943,3 +943,116 @@ def scale_by_keras_lamb(
     return jax.tree.unflatten(treedef, out), optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_keras_adafactor(
+  lr: optax.ScalarOrSchedule = 1e-3,
+  beta_2_decay: float = -0.8,
+  epsilon_1: float = 1e-30,
+  epsilon_2: float = 1e-3,
+  clip_threshold: float = 1.0,
+  *,
+  shrink: optax.ScalarOrSchedule = 0.0,
+  mask: _selection.MaskArg = None,
+) -> optax.GradientTransformation:
+  r"""Keras' Adafactor step, relative to the *decayed* weights (the parameter change itself).
+
+  .. math::
+
+    \rho_t = \min(\eta_t, 1/\sqrt t),\quad
+    \alpha_t = \max(\epsilon_2, \mathrm{RMS}((1 - s_t)\theta_t))\,\rho_t,\quad
+    u_t = g_t/\sqrt{\hat v_t},\quad
+    \Delta_t = -\frac{\alpha_t}{\max(1, \mathrm{RMS}(u_t)/d)}\,u_t
+
+  with :math:`\hat v_t` the EMA (weight :math:`1 - t^{c}` on the new term) of
+  :math:`g^2 + \epsilon_1`, factored over the last two axes as
+  :math:`(r/\bar r) \otimes c`. Keras decays a variable before the step, so :math:`\alpha_t`
+  sees the decayed weights: pass that fraction as ``shrink`` (:math:`\eta_t\lambda`) with the
+  decay's ``mask``. PyTorch's Adafactor (:func:`scale_by_torch_adafactor`) clamps instead of
+  adding :math:`\epsilon_1` and sizes the step from the undecayed weights.
+
+  Args:
+    lr: :math:`\eta`, a float or a schedule: the cap of the relative step size.
+    beta_2_decay: :math:`c \le 0`.
+    epsilon_1: added to :math:`g^2`, :math:`\ge 0`.
+    epsilon_2: the floor of the weights' RMS, :math:`\ge 0`.
+    clip_threshold: :math:`d > 0`.
+    shrink: :math:`s_t`, the fraction the decay removed first.
+    mask: the leaves ``shrink`` applies to; ``None`` selects all.
+
+  Returns:
+    An :class:`optax.GradientTransformation` (it needs ``params``) whose state is a
+    :class:`TorchAdafactorState` (``row``, ``col`` or ``variance`` per leaf).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optaxdecay import compat
+    >>> tx = compat.scale_by_keras_adafactor(lr=0.01)
+    >>> params = {'w': jnp.ones((2, 3))}
+    >>> u, _ = tx.update({'w': jnp.ones((2, 3))}, tx.init(params), params)
+    >>> u['w'][0, 0]  # -RMS(w) * min(lr, 1) on the first step
+    Array(-0.01, dtype=float32)
+
+  References:
+    ``keras/src/optimizers/adafactor.py`` (``update_step``).
+  """
+  fn = "scale_by_keras_adafactor"
+  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
+  _hparams.check_number(
+    beta_2_decay, fn=fn, arg="beta_2_decay", low=None, high=0.0, high_inclusive=True
+  )
+  _hparams.check_number(epsilon_1, fn=fn, arg="epsilon_1")
+  _hparams.check_number(epsilon_2, fn=fn, arg="epsilon_2")
+  _hparams.check_number(clip_threshold, fn=fn, arg="clip_threshold", low_inclusive=False)
+  _hparams.check_scalar_or_schedule(shrink, fn=fn, arg="shrink")
+  selection = _selection.selection(mask, fn=fn)
+
+  def init_fn(params: optax.Params) -> TorchAdafactorState:
+    def factored(p: jax.Array, shape: tuple[int, ...]) -> jax.Array | None:
+      return jnp.zeros(shape, p.dtype) if p.ndim > 1 else None
+
+    return TorchAdafactorState(
+      jnp.zeros([], jnp.int32),
+      jax.tree.map(lambda p: factored(p, p.shape[:-1]), params),
+      jax.tree.map(lambda p: factored(p, (*p.shape[:-2], p.shape[-1])), params),
+      jax.tree.map(lambda p: None if p.ndim > 1 else jnp.zeros_like(p), params),
+    )
+
+  def update_fn(
+    updates: optax.Updates, state: Any, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, TorchAdafactorState]:
+    if params is None:
+      raise ValueError(f"{fn}: `update` needs `params` (Adafactor's step is relative to them).")
+    count = cast(jax.Array, optax.safe_increment(state.count))
+    t = count.astype(jnp.result_type(float))
+    lr_t = lr(state.count) if callable(lr) else lr
+    s_t = shrink(state.count) if callable(shrink) else shrink
+    rho = jnp.minimum(lr_t, 1.0 / jnp.sqrt(t))
+    keep = 1.0 - t**beta_2_decay  # Keras' beta_2_t
+    g_leaves, p_leaves, structure = _selection.align(updates, params, fn=fn)
+    treedef: Any = structure
+    rows, cols, fulls = (treedef.flatten_up_to(x) for x in (state.row, state.col, state.variance))
+    mults = selection.resolve(params)
+    out, new_r, new_c, new_v = [], [], [], []
+    for g, p, r, c, v, m in zip(g_leaves, p_leaves, rows, cols, fulls, mults, strict=True):
+      sq = jnp.square(g) + epsilon_1
+      if p.ndim > 1:
+        r = keep * r + (1 - keep) * jnp.mean(sq, axis=-1)
+        c = keep * c + (1 - keep) * jnp.mean(sq, axis=-2)
+        var = jnp.expand_dims(r / jnp.mean(r, axis=-1, keepdims=True), -1) * jnp.expand_dims(c, -2)
+      else:
+        v = keep * v + (1 - keep) * sq
+        var = v
+      u = g / jnp.sqrt(var)
+      w = p * (1 - s_t * m) if m else p
+      alpha = jnp.maximum(epsilon_2, jnp.sqrt(jnp.mean(jnp.square(w)))) * rho
+      u = u / jnp.maximum(1.0, jnp.sqrt(jnp.mean(jnp.square(u))) / clip_threshold)
+      out.append((-alpha * u).astype(g.dtype))
+      new_r.append(r)
+      new_c.append(c)
+      new_v.append(v)
+    unflat = treedef.unflatten
+    new_state = TorchAdafactorState(count, unflat(new_r), unflat(new_c), unflat(new_v))
+    return unflat(out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
