@@ -1493,3 +1493,31 @@ def test_keras_muon_matches_keras(keras, case):
 def test_keras_muon_bad_arguments(build, arg):
   with pytest.raises((TypeError, ValueError), match=rf"keras_muon: `{arg}"):
     build()
+
+
+def test_the_three_muon_decay_conventions_mean_the_same_lambda():
+  """torch Muon, Keras Muon and Moonlight all decay by lr * weight_decay with the *unadjusted*
+  lr (whatever scales the update); Keras gives the non-Muon leaves adam_weight_decay, torch
+  leaves them to the other optimizer, Moonlight uses one lambda for both. With zero gradient only
+  the decay acts, so the three steps are exactly -lr * lambda * w."""
+  p = {"w": jnp.full((6, 2), 2.0), "bias": jnp.full((2,), 2.0)}
+  zero = jax.tree.map(jnp.zeros_like, p)
+  lr, wd, wd_adam = 0.02, 0.1, 0.3
+
+  def step(tx):
+    return tx.update(zero, tx.init(p), p)[0]
+
+  torch_side = optax.partition(
+    {
+      "muon": compat.torch_muon(lr, weight_decay=wd, adjust_lr_fn="match_rms_adamw"),
+      "adamw": compat.torch_adamw(lr, weight_decay=wd_adam),
+    },
+    _muon_labels,
+  )
+  keras_side = compat.keras_muon(lr, weight_decay=wd, adam_weight_decay=wd_adam)
+  for u in (step(torch_side), step(keras_side)):
+    np.testing.assert_allclose(u["w"], -lr * wd * p["w"], rtol=1e-6)
+    np.testing.assert_allclose(u["bias"], -lr * wd_adam * p["bias"], rtol=1e-6)
+  u = step(compat.moonlight_muon(lr, weight_decay=wd))
+  for k in p:
+    np.testing.assert_allclose(u[k], -lr * wd * p[k], rtol=1e-6)
