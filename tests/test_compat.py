@@ -1521,3 +1521,40 @@ def test_the_three_muon_decay_conventions_mean_the_same_lambda():
   u = step(compat.moonlight_muon(lr, weight_decay=wd))
   for k in p:
     np.testing.assert_allclose(u[k], -lr * wd * p[k], rtol=1e-6)
+
+
+NEW_IN_OPTAX_WRAPPERS = {
+  "torch_nadam": lambda: compat.torch_nadam(0.01, weight_decay=0.1),
+  "torch_radam": lambda: compat.torch_radam(0.01, weight_decay=0.1, decoupled_weight_decay=True),
+  "torch_adafactor": lambda: compat.torch_adafactor(0.01, weight_decay=0.1),
+  "torch_muon": lambda: compat.torch_muon(0.01),
+  "keras_rmsprop": lambda: compat.keras_rmsprop(0.01, momentum=0.5, weight_decay=0.1),
+  "keras_lamb": lambda: compat.keras_lamb(0.01, weight_decay=0.1),
+  "keras_adafactor": lambda: compat.keras_adafactor(0.01, weight_decay=0.1),
+  "keras_nadam": lambda: compat.keras_nadam(0.01, weight_decay=0.1, gradient_accumulation_steps=2),
+  "keras_muon": lambda: compat.keras_muon(0.01),
+  "paper_lion": lambda: compat.paper_lion(0.01, weight_decay=0.1),
+  "composer_lionw": lambda: compat.composer_lionw(0.01, weight_decay=1e-3),
+  "moonlight_muon": lambda: compat.moonlight_muon(0.01, cautious=True),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_IN_OPTAX_WRAPPERS))
+def test_new_optimizers_inside_optax_masked_act_on_the_selected_leaves_alone(name):
+  """Under optax.masked (and so partition) the kernel's trajectory is the one the optimizer
+  gives the kernel alone, under jit; the masked-out bias is left to the outer chain."""
+  rng = np.random.default_rng(0)
+  kernel = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+  params = {"dense": {"kernel": kernel, "bias": jnp.ones(3)}}
+  grad_fn = lambda p, step: jax.tree.map(lambda x: jnp.cos(x + step), p)
+  masked = optax.masked(NEW_IN_OPTAX_WRAPPERS[name](), {"dense": {"kernel": True, "bias": False}})
+  together = trajectory(masked, params, grad_fn, steps=6)
+  alone = trajectory(
+    NEW_IN_OPTAX_WRAPPERS[name](),
+    {"dense": {"kernel": kernel}},
+    lambda p, step: {"dense": {"kernel": jnp.cos(p["dense"]["kernel"] + step)}},
+    steps=6,
+  )
+  np.testing.assert_allclose(together["dense"]["kernel"], alone["dense"]["kernel"], atol=1e-6)
+  # optax.masked passes the raw gradient through for the bias: params + cos(...) each step.
+  assert not np.allclose(together["dense"]["bias"][-1], 1.0)

@@ -1035,6 +1035,12 @@ def scale_by_keras_adafactor(
     mults = selection.resolve(params)
     out, new_r, new_c, new_v = [], [], [], []
     for g, p, r, c, v, m in zip(g_leaves, p_leaves, rows, cols, fulls, mults, strict=True):
+      if _tree.is_absent(g):  # a leaf an outer optax.masked / partition took away
+        out.append(g)
+        new_r.append(r)
+        new_c.append(c)
+        new_v.append(v)
+        continue
       sq = jnp.square(g) + epsilon_1
       if p.ndim > 1:
         r = keep * r + (1 - keep) * jnp.mean(sq, axis=-1)
