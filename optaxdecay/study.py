@@ -57,21 +57,33 @@ class Split(NamedTuple):
 
 
 def _split(
-  name: str, x: Any, y: Any, x_test: Any, y_test: Any, n_train: int, n_val: int, seed: int
+  name: str,
+  x: Any,
+  y: Any,
+  x_test: Any,
+  y_test: Any,
+  n_train: int,
+  n_val: int,
+  seed: int,
+  *,
+  standardize: bool,
 ) -> Split:
+  """A seeded train/validation split of ``x``; features standardized on the train split."""
   x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
   if n_train + n_val > len(x):
-    raise ValueError(f"study: n_train + n_val = {n_train + n_val} > {len(x)} examples in {name}")
+    raise ValueError(
+      f"study.load_{name}: `n_train` + `n_val` = {n_train + n_val} > the {len(x)} examples "
+      "it splits."
+    )
   order = np.random.default_rng(seed).permutation(len(x))
   tr, va = order[:n_train], order[n_train : n_train + n_val]
-  if name == "mnist1d":
-    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-6
-  else:
-    mean, std = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
-  norm = lambda a: ((np.asarray(a, np.float32) - mean) / std).astype(np.float32)
-  return Split(
-    name, norm(x[tr]), y[tr], norm(x[va]), y[va], norm(x_test), np.asarray(y_test, np.int32)
-  )
+  mean, std = (x[tr].mean(0), x[tr].std(0) + 1e-6) if standardize else (0.0, 1.0)
+
+  def norm(a: Any) -> np.ndarray:
+    return ((np.asarray(a, np.float32) - mean) / std).astype(np.float32)
+
+  y_test = np.asarray(y_test, np.int32)
+  return Split(name, norm(x[tr]), y[tr], norm(x[va]), y[va], norm(x_test), y_test)
 
 
 def load_mnist1d(n_train: int = 3000, n_val: int = 1000, seed: int = 0) -> Split:
@@ -84,7 +96,9 @@ def load_mnist1d(n_train: int = 3000, n_val: int = 1000, seed: int = 0) -> Split
   from mnist1d.data import get_dataset_args, make_dataset
 
   d = make_dataset(get_dataset_args())  # seed 42: the data set of the paper
-  return _split("mnist1d", d["x"], d["y"], d["x_test"], d["y_test"], n_train, n_val, seed)
+  return _split(
+    "mnist1d", d["x"], d["y"], d["x_test"], d["y_test"], n_train, n_val, seed, standardize=True
+  )
 
 
 def load_mnist(n_train: int = 1000, n_val: int = 1000, seed: int = 0) -> Split:
@@ -100,7 +114,9 @@ def load_mnist(n_train: int = 1000, n_val: int = 1000, seed: int = 0) -> Split:
   order = np.random.default_rng(seed + 1).permutation(len(x))
   x, y = x[order], np.asarray(y)[order]
   held = n_train + n_val
-  return _split("mnist", x[:held], y[:held], x[held:], y[held:], n_train, n_val, seed)
+  return _split(
+    "mnist", x[:held], y[:held], x[held:], y[held:], n_train, n_val, seed, standardize=False
+  )
 
 
 # --- models --------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_mnist1d_is_generated_split_and_standardized():
   assert set(np.unique(d.y_train)) == set(range(10))
   again = study.load_mnist1d()
   np.testing.assert_array_equal(d.x_test, again.x_test)  # the generator is seeded
-  with pytest.raises(ValueError, match="n_train"):
+  with pytest.raises(ValueError, match=r"study.load_mnist1d: `n_train` \+ `n_val`"):
     study.load_mnist1d(n_train=3500, n_val=1000)
 
 
