@@ -97,17 +97,20 @@ def torch():
 
 
 def _torch_traj(torch, make_opt, params, grad_np, lr_lambda=None):
+  """PyTorch's trajectory; ``make_opt`` returns one optimizer or a list stepped together."""
   tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
-  opt = make_opt(tp)
-  sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
+  made = make_opt(tp)
+  opts = made if isinstance(made, list) else [made]
+  scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda) for o in opts] if lr_lambda else []
   out = {k: [] for k in tp}
   for step in range(STEPS):
     grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
     for k, p in tp.items():
       p.grad = torch.from_numpy(grads[k])
-    opt.step()
-    if sched is not None:
-      sched.step()
+    for o in opts:
+      o.step()
+    for s in scheds:
+      s.step()
     for k, p in tp.items():
       out[k].append(p.detach().numpy().copy())
   return {k: np.stack(v) for k, v in out.items()}
@@ -1302,14 +1305,8 @@ def test_more_keras_bad_arguments(build, arg):
 
 
 def _muon_problem():
-  rng = np.random.default_rng(3)
-  params = {"w": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32), "bias": jnp.ones(4)}
-  target = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
-
-  def grad_fn(p, step):
-    return jax.tree.map(lambda x, t: x - t + 0.1 * jnp.cos(step * 1.0 + x), p, target)
-
-  return params, grad_fn
+  params, _, grad_fn = _problem(shapes={"w": (6, 4), "bias": (4,)}, seed=3)
+  return jax.tree.map(jnp.asarray, params), grad_fn
 
 
 def test_moonlight_muon_is_optax_muon_with_consistent_rms_and_one_decay():
@@ -1386,24 +1383,14 @@ def test_torch_muon_with_adamw_for_the_rest_matches_pytorch(torch, adjust, sched
   PyTorch; ours rounds where it does."""
   params, grad_np, grad_fn = _problem()
   lr_m, lr_a = 0.02, 0.01
-  tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
-  opts = [
-    torch.optim.Muon([tp["w"]], lr=lr_m, weight_decay=0.1, adjust_lr_fn=adjust),
-    torch.optim.AdamW([tp["bias"]], lr=lr_a, weight_decay=0.05),
-  ]
-  scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for o in opts] if scheduled else []
-  ref = {k: [] for k in tp}
-  for step in range(STEPS):
-    grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
-    for k, p in tp.items():
-      p.grad = torch.from_numpy(grads[k])
-    for o in opts:
-      o.step()
-    for s in scheds:
-      s.step()
-    for k, p in tp.items():
-      ref[k].append(p.detach().numpy().copy())
-  ref = {k: np.stack(v) for k, v in ref.items()}
+
+  def make(tp):
+    return [
+      torch.optim.Muon([tp["w"]], lr=lr_m, weight_decay=0.1, adjust_lr_fn=adjust),
+      torch.optim.AdamW([tp["bias"]], lr=lr_a, weight_decay=0.05),
+    ]
+
+  ref = _torch_traj(torch, make, params, grad_np, lr_factor if scheduled else None)
   lr = schedule if scheduled else (lambda base: base)
   tx = optax.partition(
     {

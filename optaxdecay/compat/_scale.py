@@ -246,6 +246,12 @@ def scale_by_torch_adagrad(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _init_adam_state(params: optax.Params) -> optax.ScaleByAdamState:
+  """``optax.ScaleByAdamState`` with zero moments: the state of the Adam-like transforms here."""
+  zeros = optax.tree.zeros_like(params)
+  return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+
 class ScaleByTorchAmsgradState(NamedTuple):
   """State of :func:`scale_by_torch_amsgrad`: Adam's moments and the running max of ``nu``."""
 
@@ -456,10 +462,6 @@ def scale_by_torch_radam(
     direct = rho_inf - 2.0 * t * q / -jnp.expm1(-s)
     return jnp.where(s < 0.5, series, direct) if math.isfinite(a) else jnp.full_like(t, rho_inf)
 
-  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
-    zeros = optax.tree.zeros_like(params)
-    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
-
   def update_fn(
     updates: optax.Updates, state: Any, params: optax.Params | None = None
   ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
@@ -481,7 +483,7 @@ def scale_by_torch_radam(
     out = jax.tree.map(direction, mu, nu)
     return out, optax.ScaleByAdamState(count, mu, nu)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(_init_adam_state, update_fn)
 
 
 def scale_by_keras_adamax(
@@ -520,10 +522,6 @@ def scale_by_keras_adamax(
   fn = "scale_by_keras_adamax"
   check_moments(fn, b1, b2, eps)
 
-  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
-    zeros = optax.tree.zeros_like(params)
-    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
-
   def update_fn(
     updates: optax.Updates, state: Any, params: optax.Params | None = None
   ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
@@ -535,7 +533,7 @@ def scale_by_keras_adamax(
     out = jax.tree.map(lambda m, u: (m / (bc1.astype(m.dtype) * (u + eps))).astype(m.dtype), mu, nu)
     return out, optax.ScaleByAdamState(count, mu, nu)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(_init_adam_state, update_fn)
 
 
 def check_adafactor(fn: str, lr: Any, beta2_decay: Any, eps: Any, d: Any) -> None:
@@ -915,10 +913,6 @@ def scale_by_keras_lamb(
   _hparams.check_scalar_or_schedule(shrink, fn=fn, arg="shrink")
   selection = _selection.selection(mask, fn=fn)
 
-  def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
-    zeros = optax.tree.zeros_like(params)
-    return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
-
   def update_fn(
     updates: optax.Updates, state: Any, params: optax.Params | None = None
   ) -> tuple[optax.Updates, optax.ScaleByAdamState]:
@@ -942,7 +936,7 @@ def scale_by_keras_lamb(
       out.append((ratio * u).astype(u.dtype))
     return jax.tree.unflatten(treedef, out), optax.ScaleByAdamState(count, mu, nu)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(_init_adam_state, update_fn)
 
 
 def scale_by_keras_adafactor(
