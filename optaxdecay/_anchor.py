@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optaxdecay import _selection, _tree
@@ -56,11 +57,11 @@ def check_anchor(anchor: Anchor, *, fn: str) -> Anchor:
 
 def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> Any:
   """The state's anchor: the reference weights of the selected leaves, copied."""
-  p_leaves, treedef = _tree.flatten_leaves(params)
+  p_leaves, _ = _tree.flatten_leaves(params)
   if anchor == "init":
     source = [leaf.value for leaf in p_leaves]
   else:
-    source, _, _ = _selection.align(anchor, params, fn=fn, arg="anchor")
+    source = _match(anchor, p_leaves, fn=fn)
   out = []
   for leaf, w0, m in zip(p_leaves, source, mults, strict=True):
     if m == 0 or leaf.absent or _tree.is_absent(w0):
@@ -69,9 +70,46 @@ def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> 
     dtype = getattr(w0, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
       raise TypeError(f"{fn}: `anchor` at {leaf.path!r} has dtype {dtype}; expected floats.")
+    if np.shape(w0) != np.shape(leaf.value):
+      raise ValueError(
+        f"{fn}: `anchor` at {leaf.path!r} has shape {np.shape(w0)} but its parameter has "
+        f"shape {np.shape(leaf.value)}."
+      )
     # A copy: the params' buffers may be donated to the step that follows.
     out.append(jnp.array(w0, dtype=leaf.value.dtype, copy=True))
-  return jax.tree_util.tree_unflatten(treedef, out)
+  return _tree.rebuild(params, out)
+
+
+def _match(anchor: Any, p_leaves: list[_tree.Leaf], *, fn: str) -> list[Any]:
+  """The anchor's value for each parameter leaf, matched by key path.
+
+  Like the params, the anchor may hold subtrees that an outer ``optax.masked`` /
+  ``optax.partition`` removed from the params this transform sees (a prefix mask
+  leaves one ``MaskedNode`` for a whole subtree): those are skipped.
+  """
+  a_leaves, _ = _tree.flatten_leaves(anchor)
+  by_path = {leaf.names: leaf.value for leaf in a_leaves}
+  params_at = {leaf.names for leaf in p_leaves}
+  removed = {leaf.names for leaf in p_leaves if leaf.absent}
+  for names in by_path:
+    if names not in params_at and not any(names[:k] in removed for k in range(len(names))):
+      raise ValueError(
+        f"{fn}: `anchor` does not match the params: the anchor path "
+        f"{_tree.path_str(names)!r} names no parameter. Pass reference weights with the "
+        "params' structure."
+      )
+  out = []
+  for leaf in p_leaves:
+    if leaf.absent:
+      out.append(None)
+    elif leaf.names in by_path:
+      out.append(by_path[leaf.names])
+    else:
+      raise ValueError(
+        f"{fn}: `anchor` does not match the params: the parameter {leaf.path!r} has no "
+        "entry in the anchor. Pass reference weights with the params' structure."
+      )
+  return out
 
 
 def current_value(value: Any, state: Any) -> tuple[Any, AnchorState]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ def check_range(value: Any, *, fn: str, arg: str, high: float | None) -> None:
   )
 
 
-def checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+def checked(tx: Any) -> Any:
   r"""Adds run-time range checks to every optaxdecay transform inside ``tx``.
 
   Constants are checked when a transform is built, and a schedule at step 0.
@@ -64,11 +64,20 @@ def checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExt
   ``jit`` without ``checkify`` fails with JAX's "not functionalized" error.
   Without ``checked`` nothing is added to the program: zero cost.
 
+  :func:`~optaxdecay.fused_adamw` is checked too (its ``learning_rate``,
+  ``weight_decay`` and ``l2``, in ``update`` and in ``step``): ``checked`` of a
+  :class:`~optaxdecay.FusedAdamW` is a ``FusedAdamW`` whose ``update``,
+  ``step`` and ``sharded_step`` trace the checks.
+
   Args:
-    tx: any gradient transformation.
+    tx: any gradient transformation, or a :class:`~optaxdecay.FusedAdamW`.
 
   Returns:
-    ``tx`` with the same ``init`` and state, whose ``update`` traces the checks.
+    ``tx`` with the same ``init`` and state, whose ``update`` traces the checks
+    (a ``GradientTransformationExtraArgs``; for a ``FusedAdamW``, a ``FusedAdamW``).
+
+  Raises:
+    TypeError: ``tx`` is not a gradient transformation.
 
   Example:
     >>> import jax
@@ -86,13 +95,24 @@ def checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExt
     decoupled_weight_decay: `rate` must be finite and >= 0 and < 1 at every step; got 1.5...
   """
 
-  def update_fn(
-    updates: optax.Updates,
-    state: optax.OptState,
-    params: optax.Params | None = None,
-    **extra_args: Any,
-  ) -> tuple[optax.Updates, optax.OptState]:
-    with _enabled():
-      return optax.with_extra_args_support(tx).update(updates, state, params, **extra_args)
+  from optaxdecay import _fused  # _fused builds on this module
 
-  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+  if isinstance(tx, _fused.FusedAdamW):
+    return _fused.FusedAdamW(tx.init, _with_checks(tx.update), _with_checks(tx.step))
+  if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+    raise TypeError(
+      f"checked: `tx` must be an optax.GradientTransformation (an (init, update) pair), "
+      f"got {type(tx).__name__}: {tx!r:.80}."
+    )
+  update = _with_checks(optax.with_extra_args_support(tx).update)
+  return optax.GradientTransformationExtraArgs(tx.init, update)
+
+
+def _with_checks(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``fn`` run with the range checks of :func:`checked` switched on."""
+
+  def run(*args: Any, **kwargs: Any) -> Any:
+    with _enabled():
+      return fn(*args, **kwargs)
+
+  return run

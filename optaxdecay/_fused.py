@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec
 
-from optaxdecay import _hparams, _selection, _tree
+from optaxdecay import _checked, _hparams, _selection, _tree
 from optaxdecay._transforms import add_l2
 
 _NAME = "fused_adamw"
@@ -264,10 +264,15 @@ def _scalars(cfg: _Config, state: Any) -> _Scalars:
   value = lambda v, s: v(_count(s)) if callable(v) else v
   l2 = cfg.l2(adam_state.count) if callable(cfg.l2) else cfg.l2  # L2 runs on Adam's count
   count_inc = optax.safe_increment(adam_state.count)
+  lr, decay = value(cfg.learning_rate, lr_state), value(cfg.weight_decay, decay_state)
+  # Under od.checked: the values an inject_hyperparams state or a schedule gives at run time.
+  for arg, x in (("learning_rate", lr), ("weight_decay", decay), ("l2", l2)):
+    if x is not None:
+      _checked.check_range(x, fn=_NAME, arg=arg, high=None)
   return _Scalars(
     count_inc,
-    value(cfg.learning_rate, lr_state),
-    value(cfg.weight_decay, decay_state),
+    lr,
+    decay,
     l2,
     1 - cfg.b1**count_inc,
     1 - cfg.b2**count_inc,
@@ -383,17 +388,17 @@ def _step(
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
-  _selection.align(grads, params, fn=_NAME)
-  p_leaves, treedef_ = jax.tree_util.tree_flatten(params)
-  treedef: Any = treedef_
-  g_leaves = treedef.flatten_up_to(grads)
-  m_leaves = treedef.flatten_up_to(adam_state.mu)
-  v_leaves = treedef.flatten_up_to(adam_state.nu)
+  g_leaves, p_leaves, _ = _selection.align(grads, params, fn=_NAME)
+  # The moments have the params' layout (None where a parameter is None, as optax.adamw's).
+  layout = _tree.Structure(params)
+  m_leaves = layout.flatten_up_to(adam_state.mu)
+  v_leaves = layout.flatten_up_to(adam_state.nu)
   out = [
-    _leaf_step(cfg, s, *leaves)
-    for leaves in zip(p_leaves, g_leaves, m_leaves, v_leaves, mults, strict=True)
+    (p, m, v) if _tree.is_absent(p) else _leaf_step(cfg, s, p, g, m, v, mult)
+    for p, g, m, v, mult in zip(p_leaves, g_leaves, m_leaves, v_leaves, mults, strict=True)
   ]
-  new_params, mu, nu = (treedef.unflatten([o[i] for o in out]) for i in range(3))
+  new_params = layout.unflatten([o[0] for o in out])
+  mu, nu = (_tree.rebuild(tree, [o[i] for o in out]) for i, tree in ((1, adam_state.mu), (2, adam_state.nu)))
   adam_state = optax.ScaleByAdamState(
     count=s.count_inc,
     mu=optax.tree.cast(mu, cfg.mu_dtype),
@@ -641,6 +646,6 @@ def fused_adamw(
   )
   return FusedAdamW(
     lambda params: _init(cfg, params),
-    lambda grads, state, params=None: _update(cfg, grads, state, params),
+    lambda grads, state, params=None, **extra_args: _update(cfg, grads, state, params),
     lambda params, grads, state: _step(cfg, params, grads, state),
   )

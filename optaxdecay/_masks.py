@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -33,7 +33,7 @@ _SEPARATORS = re.compile(r"[./]")
 _CONTAINER_NAMES = frozenset({"dict", "list", "tuple", "FrozenDict", "State", "NoneType"})
 
 
-def leaf_name(names: _tree.Names) -> str | None:
+def leaf_name(names: Any) -> str | None:
   """The name a rule matches: the leaf's own key, if it is a string.
 
   The last component of the path, split on ``.`` and ``/`` so that flat names
@@ -44,11 +44,26 @@ def leaf_name(names: _tree.Names) -> str | None:
   ``{'layers': [W, b]}`` are read the same way (by ``ndim``, see
   :func:`bias_mask`). ``None`` if the leaf has no name.
 
+  ``names`` is a key path: a tuple of ``str``/``int`` components, a path
+  string (``'Dense_0/bias'``), or the tuple of JAX keys that
+  ``jax.tree_util.tree_flatten_with_path`` gives (``DictKey``, ``GetAttrKey``,
+  ``SequenceKey``).
+
   Example:
     >>> import optaxdecay as od
     >>> od.leaf_name(('Dense_0', 'kernel')), od.leaf_name(('fc1.bias',)), od.leaf_name(('w', 0))
     ('kernel', 'bias', None)
+    >>> od.leaf_name('Dense_0/bias')
+    'bias'
   """
+  if isinstance(names, str):
+    names = (names,)
+  if not isinstance(names, (tuple, list)):
+    raise TypeError(
+      "leaf_name: `names` must be a key path (a tuple of str/int components, a path string, "
+      f"or the keys jax.tree_util.tree_flatten_with_path gives), got {type(names).__name__}."
+    )
+  names = _tree.key_names(names)
   if not names or not isinstance(names[-1], str):
     return None
   return _SEPARATORS.split(names[-1])[-1]
@@ -64,9 +79,14 @@ def _regex(pattern: Any, *, fn: str, arg: str) -> re.Pattern[str]:
 
 
 def _stacking_rules(stacked: Any, *, fn: str) -> list[tuple[re.Pattern[str], int]]:
-  """``stacked`` as ``[(compiled regex, leading axes)]``; a bare string means one axis."""
+  """``stacked`` as ``[(compiled regex, leading axes)]``; a bare string means one axis.
+
+  A mapping ``{regex: n_axes}`` is its items, in order.
+  """
   if isinstance(stacked, str):
     stacked = (stacked,)
+  elif isinstance(stacked, Mapping):
+    stacked = tuple(stacked.items())
   rules = []
   for i, entry in enumerate(stacked):
     pair = isinstance(entry, (tuple, list)) and len(entry) == 2
@@ -116,11 +136,16 @@ def _inside(leaf: _tree.Leaf, classes: tuple[type, ...], names: frozenset[str]) 
   return False
 
 
-def _rule_mask(rule: Callable[[_tree.Leaf], Any], *, needs_classes: str = "") -> Callable[..., Any]:
+def _rule_mask(
+  rule: Callable[[_tree.Leaf], Any],
+  *,
+  check: Callable[[list[_tree.Leaf]], None] | None = None,
+) -> Callable[..., Any]:
   """``params -> mask``: ``rule(leaf)`` on every leaf, the params' structure kept.
 
   An ``nnx.Module`` is read as ``nnx.state(module, nnx.Param)`` with the
   classes of its submodules attached, and the mask has that state's structure.
+  ``check(leaves)``, if given, sees every leaf (absent ones included) first.
   """
 
   def mask_fn(params: Any) -> Any:
@@ -128,22 +153,69 @@ def _rule_mask(rule: Callable[[_tree.Leaf], Any], *, needs_classes: str = "") ->
     if _tree.is_nnx_module(params):
       state, by_path = _tree.nnx_param_state(params)
 
-      def with_modules(leaf: _tree.Leaf) -> Any:
+      def with_modules(leaf: _tree.Leaf) -> _tree.Leaf:
         classes = tuple(
           by_path[leaf.names[:k]] for k in range(len(leaf.names)) if leaf.names[:k] in by_path
         )
-        return rule(leaf._replace(classes=classes))
+        return leaf._replace(classes=classes)
 
-      return _tree.map_leaves(with_modules, state)
-    if needs_classes:
-      leaves, _ = _tree.flatten_leaves(params)
-      if leaves and not any(
-        c.__name__ not in _CONTAINER_NAMES for leaf in leaves for c in leaf.classes
-      ):
-        raise ValueError(needs_classes)
+      if check is not None:
+        check([with_modules(leaf) for leaf in _tree.flatten_leaves(state)[0]])
+      return _tree.map_leaves(lambda leaf: rule(with_modules(leaf)), state)
+    if check is not None:
+      check(_tree.flatten_leaves(params)[0])
     return _tree.map_leaves(rule, params)
 
   return mask_fn
+
+
+def _module_check(
+  classes: tuple[type, ...], names: frozenset[str], *, fn: str
+) -> Callable[[list[_tree.Leaf]], None] | None:
+  """``exclude_modules``' check of the params: they carry classes, and each name is a class."""
+  if not (classes or names):
+    return None
+
+  def check(leaves: list[_tree.Leaf]) -> None:
+    seen = {c for leaf in leaves for c in leaf.classes}
+    if leaves and all(c.__name__ in _CONTAINER_NAMES for c in seen):
+      raise ValueError(
+        f"{fn}: `exclude_modules` needs params that carry their module classes (Equinox "
+        "modules, or the nnx.Module itself in place of its state), but these params are "
+        "plain containers (e.g. Flax Linen dicts or nnx.state(...)). Call the mask function "
+        "on the nnx.Module and pass its result as `mask=`, or match names with "
+        "`exclude_regex=`."
+      )
+    in_tree = {k.__name__ for c in seen for k in c.__mro__}
+    unknown = sorted(n for n in names - in_tree if not _class_named(n, seen))
+    if unknown:
+      present = sorted({c.__name__ for c in seen} - _CONTAINER_NAMES)
+      raise ValueError(
+        f"{fn}: `exclude_modules` names {unknown}, but no class of that name is defined "
+        f"(the params' module classes are {present}). Check the spelling, or pass the "
+        "class itself."
+      )
+
+  return check
+
+
+def _class_named(name: str, seen: set[type]) -> bool:
+  """Whether a class called ``name`` derives from a base of the params' module classes.
+
+  A rule may name a module the model happens not to have (Levanter's
+  ``'Embedding'`` on a model without one); a typo names no class at all.
+  """
+  roots = {k for c in seen for k in c.__mro__ if k.__module__ != "builtins"}
+  todo, done = list(roots), set()
+  while todo:
+    c = todo.pop()
+    if c in done:
+      continue
+    done.add(c)
+    if c.__name__ == name:
+      return True
+    todo.extend(type.__subclasses__(c))
+  return False
 
 
 def decay_mask(
@@ -230,11 +302,12 @@ def decay_mask(
     {'layers': {'kernel': True, 'scale': False}}
   """
   fn = "decay_mask"
-  if isinstance(exclude, str) or isinstance(exclude_regex, str):
-    raise TypeError(
-      f"{fn}: `exclude` and `exclude_regex` take a sequence of strings, "
-      f"e.g. ({exclude!r},), not a single string."
-    )
+  for arg, value in (("exclude", exclude), ("exclude_regex", exclude_regex)):
+    if isinstance(value, str):
+      raise TypeError(
+        f"{fn}: `{arg}` takes a sequence of strings, e.g. `{arg}=({value!r},)`, not a "
+        "single string."
+      )
   names = frozenset(exclude)
   patterns = [_regex(p, fn=fn, arg=f"exclude_regex[{i}]") for i, p in enumerate(exclude_regex)]
   if min_ndim is not None and (
@@ -261,16 +334,7 @@ def decay_mask(
       return False
     return not (exclude_if is not None and exclude_if(leaf.path, leaf.value))
 
-  needs = ""
-  if classes or class_names:
-    needs = (
-      f"{fn}: `exclude_modules` needs params that carry their module classes (Equinox "
-      "modules, or the nnx.Module itself in place of its state), but these params are "
-      "plain containers (e.g. Flax Linen dicts or nnx.state(...)). Call the mask function "
-      "on the nnx.Module and pass its result as `mask=`, or match names with "
-      "`exclude_regex=`."
-    )
-  return _rule_mask(is_decayed, needs_classes=needs)
+  return _rule_mask(is_decayed, check=_module_check(classes, class_names, fn=fn))
 
 
 def decay_multipliers(

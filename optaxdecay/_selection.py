@@ -48,7 +48,16 @@ def is_mask_fn(mask: Any) -> bool:
 
 
 def multiplier(value: Any, *, fn: str, where: str) -> float:
-  """A mask leaf as a float multiplier: ``bool`` -> 0/1, a real ``>= 0`` as is."""
+  """A mask leaf as a float multiplier: ``bool`` -> 0/1, a real ``>= 0`` as is.
+
+  Concrete 0-d NumPy and JAX values count as their Python value, as in Optax's
+  masks (``jnp.bool_(True)`` selects, ``np.float32(0.5)`` is a multiplier).
+  """
+  if isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer):
+    if np.shape(value) == () and (
+      np.issubdtype(value.dtype, np.bool_) or np.issubdtype(value.dtype, np.floating)
+    ):
+      value = np.asarray(value)[()]  # a NumPy scalar: handled below
   if isinstance(value, (bool, np.bool_)):
     return float(value)
   if isinstance(value, (float, np.floating)):
@@ -59,16 +68,18 @@ def multiplier(value: Any, *, fn: str, where: str) -> float:
       )
     return x
   hint = ""
-  if isinstance(value, jax.Array):
+  if isinstance(value, jax.core.Tracer):
     hint = (
-      " A JAX array here usually means `optax.inject_hyperparams` evaluated a mask "
+      " A traced value here usually means `optax.inject_hyperparams` evaluated a mask "
       "function as if it were a schedule: pass `static_args=('mask',)` to "
       "inject_hyperparams."
     )
+  elif isinstance(value, (np.ndarray, jax.Array)):
+    hint = f" Got an array of shape {np.shape(value)} and dtype {value.dtype}: one bool or float per leaf."
   if isinstance(value, numbers.Integral):
     hint = f" For a multiplier write {float(value)!r}; to select or skip, True/False."
   raise TypeError(
-    f"{fn}: `mask` leaf at {where!r} is {type(value).__name__}; expected a Python bool "
+    f"{fn}: `mask` leaf at {where!r} is {type(value).__name__}; expected a bool "
     f"or a float >= 0 (masks must be static to be jit-compiled).{hint}"
   )
 
@@ -98,14 +109,26 @@ class Selection(NamedTuple):
         table = _table(self.mask(params), fn=self.fn, called=True)
       mults = _match(table, leaves, fn=self.fn)
     for leaf, m in zip(leaves, mults, strict=True):
-      dtype = getattr(leaf.value, "dtype", None)
-      if m and (dtype is None or not jnp.issubdtype(dtype, jnp.inexact)):
+      if m and not _is_inexact(leaf.value):
         raise TypeError(
-          f"{self.fn}: `mask` selects the leaf {leaf.path!r} of dtype {dtype}, but "
-          "weight decay only applies to floating-point leaves. Exclude it with "
-          "`mask=` (e.g. `optaxdecay.decay_mask(...)`)."
+          f"{self.fn}: `mask` selects the leaf {leaf.path!r} of "
+          f"{_describe_value(leaf.value)}, but weight decay only applies to floating-point "
+          "leaves. Exclude it with `mask=` (e.g. `optaxdecay.decay_mask(...)`)."
         )
     return mults
+
+
+def _is_inexact(value: Any) -> bool:
+  """A floating-point or complex array, or a Python float/complex (as Optax decays them)."""
+  if isinstance(value, (float, complex)):
+    return True
+  dtype = getattr(value, "dtype", None)
+  return dtype is not None and bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
+def _describe_value(value: Any) -> str:
+  dtype = getattr(value, "dtype", None)
+  return f"dtype {dtype}" if dtype is not None else f"type {type(value).__name__}"
 
 
 def selection(mask: MaskArg, *, fn: str) -> Selection:
@@ -157,8 +180,8 @@ def _match(table: dict[_tree.Names, float], leaves: list[_tree.Leaf], *, fn: str
       out.append(0.0)
     else:
       raise ValueError(
-        f"{fn}: `mask` does not match the params: the parameter {leaf.path!r} has no "
-        f"entry in the mask (mask paths: {_preview(table)}). A mask must have the "
+        f"{fn}: `mask` does not match the params: the parameter {_keyed(leaf.names)} has "
+        f"no entry in the mask (mask paths: {_preview(table)}). A mask must have the "
         "params' key paths, or be a prefix of them."
       )
   absent = {leaf.names for leaf in leaves if leaf.absent}
@@ -167,30 +190,41 @@ def _match(table: dict[_tree.Names, float], leaves: list[_tree.Leaf], *, fn: str
     if names not in used and not under_absent:
       raise ValueError(
         f"{fn}: `mask` does not match the params: the mask path "
-        f"{_tree.path_str(names)!r} names no parameter."
+        f"{_keyed(names)} names no parameter."
       )
   return out
+
+
+def _keyed(names: _tree.Names) -> str:
+  """A path for a message; with its keys' types where an ``int`` key would print as a ``str``."""
+  text = repr(_tree.path_str(names))
+  if any(isinstance(n, int) or (isinstance(n, str) and n.isdigit()) for n in names):
+    text += f" (keys {names!r})"
+  return text
 
 
 def _preview(table: dict[_tree.Names, float], limit: int = 4) -> str:
   if not table:
     return "none: the mask has no leaves"
-  names = [repr(_tree.path_str(n)) for n in list(table)[:limit]]
+  names = [_keyed(n) for n in list(table)[:limit]]
   return ", ".join(names) + (", ..." if len(table) > limit else "")
 
 
 def align(
   updates: Any, params: Any, *, fn: str, arg: str = "updates"
-) -> tuple[list[Any], list[Any], Any]:
+) -> tuple[list[Any], list[Any], _tree.Structure]:
   """The leaves of ``updates`` (``arg``) and of ``params``, unwrapped, checked to align.
 
-  Both lists include absent leaves; the treedef is the updates'.
+  Both lists include absent leaves; the :class:`~optaxdecay._tree.Structure` is
+  the updates' (its ``unflatten`` puts results back in their Linen boxes / NNX
+  ``Variable`` wrappers).
 
   Raises:
     ValueError: the key paths differ (the message names the first difference),
       or an update has another shape than its parameter.
   """
-  u_leaves, treedef = _tree.flatten_leaves(updates)
+  structure = _tree.Structure(updates)
+  u_leaves, _ = _tree.flatten_leaves(updates)
   p_leaves, _ = _tree.flatten_leaves(params)
   u_names = [leaf.names for leaf in u_leaves]
   p_names = [leaf.names for leaf in p_leaves]
@@ -209,7 +243,7 @@ def align(
         f"{fn}: `{arg}` at {u.path!r} has shape {u_shape} but its parameter has shape "
         f"{p_shape}; `{arg}` must have the parameters' shapes."
       )
-  return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], treedef
+  return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], structure
 
 
 def _fmt(names: _tree.Names | None) -> str:

@@ -76,12 +76,17 @@ def _leafwise(
     out = [
       u
       if m == 0 or _tree.is_absent(u)
-      else leaf_fn(u, w, coef if m == 1 else coef * m).astype(u.dtype)
+      else cast_like(leaf_fn(u, w, coef if m == 1 else coef * m), u)
       for u, w, m in zip(u_leaves, p_leaves, mults, strict=True)
     ]
-    return jax.tree_util.tree_unflatten(treedef, out), new_state
+    return treedef.unflatten(out), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def cast_like(x: Any, like: Any) -> jax.Array:
+  """``x`` in ``like``'s dtype (a Python-number ``like``: JAX's weak type for it)."""
+  return jnp.asarray(x, dtype=getattr(like, "dtype", None))
 
 
 def _check_scaled(coef: Any, top: float, *, fn: str, arg: str, high: float | None) -> None:
@@ -244,6 +249,9 @@ def decoupled_weight_decay(
   The gate is evaluated on the signs (``sign(u) * sign(w) <= 0``), so an
   update that is exactly zero, or a product that would underflow, still
   counts as "same sign" and is decayed, as the paper's :math:`\ge 0` says.
+  On complex leaves the coordinate-wise product is the real inner product
+  :math:`\operatorname{Re}(u_t \bar w_t) \le 0` (the update does not move the
+  entry away from zero), evaluated on unit phases so that it cannot underflow.
   The gate is only right if the incoming update has its final sign: put the
   transform after the optimizer's sign flip (``optax.adam``, ``optax.sgd``, or
   ``scale_by_learning_rate``), never between ``scale_by_adam`` and
@@ -345,8 +353,22 @@ def _decay(u: Any, w: Any, rate: Any) -> Any:
 
 def _cautious_decay(u: Any, w: Any, rate: Any) -> Any:
   # Optax's u is minus the descent direction: decay where sign(u)*sign(w) <= 0.
-  gate = jnp.sign(u) * jnp.sign(w) <= 0
-  return u - rate * jnp.where(gate, w, jnp.zeros_like(w))
+  return u - rate * jnp.where(_cautious_gate(u, w), w, jnp.zeros_like(w))
+
+
+def _cautious_gate(u: Any, w: Any) -> jax.Array:
+  """Where the update does not move ``w`` away from zero: ``Re(u · conj(w)) <= 0``.
+
+  For real leaves this is ``sign(u) * sign(w) <= 0`` (signs, so that no product
+  underflows). For complex leaves ``w`` moves toward zero when the real inner
+  product ``Re(u conj(w)) = u_re w_re + u_im w_im`` is negative; it is evaluated
+  on ``u/|u|`` and ``w/|w|`` (the cosine of the angle between them), which
+  neither underflows nor overflows.
+  """
+  if not jnp.iscomplexobj(u) and not jnp.iscomplexobj(w):
+    return jnp.sign(u) * jnp.sign(w) <= 0
+  unit = lambda z: z / jnp.where(jnp.abs(z) > 0, jnp.abs(z), 1).astype(z.dtype)
+  return jnp.real(unit(jnp.asarray(u)) * jnp.conj(unit(jnp.asarray(w)))) <= 0
 
 
 def proximal_weight_decay(

@@ -7,18 +7,22 @@
   leaf's value, and the classes of the pytree nodes that enclose it (so that a
   rule can ask "is this inside a ``LayerNorm``?" on Equinox modules).
 * **Wrappers.** A Flax NNX ``Variable`` (``nnx.Param``, as ``nnx.Optimizer.init``
-  sees the state) is the leaf it wraps, so the same parameter has the same path
-  whether or not it is wrapped.
-* **Absent leaves.** ``None`` and Optax's ``MaskedNode`` (what an outer
+  sees the state) and a Flax Linen partitioning box (``nn.Partitioned``,
+  ``nn.LogicallyPartitioned``: any ``flax.core.meta.AxisMetadata``, as
+  ``nn.with_partitioning`` leaves it in the params) are the leaf they wrap, so
+  the same parameter has the same path whether or not it is wrapped; results
+  are put back in the wrapper (:func:`rebuild`), as ``optax.adamw`` keeps it.
+* **Absent leaves.** ``None``, Optax's ``MaskedNode`` (what an outer
   ``optax.masked`` / ``optax.multi_transform`` puts where it removed a
-  parameter) are kept as leaves and marked :attr:`Leaf.absent`, so that every
-  transform can pass them through and a mask can name them without error.
+  parameter) and empty containers (``{}``, ``[]``, ``()``) are kept as leaves
+  and marked :attr:`Leaf.absent`, so that every transform can pass them through
+  and a mask can name them without error.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -64,21 +68,82 @@ def is_nnx_module(x: Any) -> bool:
   return nnx is not None and isinstance(x, nnx.Module)
 
 
+def is_flax_box(x: Any) -> bool:
+  """Whether ``x`` is a Flax Linen metadata box (``nn.Partitioned`` and kin)."""
+  meta = sys.modules.get("flax.core.meta")
+  return meta is not None and isinstance(x, meta.AxisMetadata)
+
+
+def is_wrapper(x: Any) -> bool:
+  """An NNX ``Variable`` or a Linen box: a node that stands for the one leaf it wraps."""
+  return is_nnx_variable(x) or is_flax_box(x)
+
+
 def is_absent(x: Any) -> bool:
-  """``None`` or ``optax.MaskedNode``: a place in the tree that holds no parameter."""
-  return x is None or isinstance(x, MaskedNode)
+  """``None``, ``optax.MaskedNode`` or an empty container: a place that holds no parameter."""
+  return (
+    x is None
+    or isinstance(x, MaskedNode)
+    or (isinstance(x, (Mapping, list, tuple)) and not is_wrapper(x) and len(x) == 0)
+  )
 
 
 def _is_leaf(x: Any) -> bool:
-  return is_absent(x) or is_nnx_variable(x)
+  return is_absent(x) or is_wrapper(x)
 
 
 def unwrap(leaf: Any) -> Any:
-  """The value of an NNX ``Variable``; anything else unchanged."""
+  """The value of an NNX ``Variable`` or of a Linen box; anything else unchanged."""
+  if is_flax_box(leaf):
+    from flax.core import meta
+
+    if isinstance(leaf, meta.Partitioned):  # LogicallyPartitioned too
+      return leaf.unbox(apply_constraint=False)
+    return leaf.unbox()
   if not is_nnx_variable(leaf):
     return leaf
   get = getattr(leaf, "get_value", None)  # flax >= 0.12; `.value` is deprecated there
   return get() if get is not None else leaf.value
+
+
+def rewrap(raw: Any, value: Any) -> Any:
+  """``value`` in ``raw``'s wrapper (a Linen box or an NNX ``Variable``), else ``value``."""
+  if is_flax_box(raw):
+    return raw.replace_boxed(value)
+  if is_nnx_variable(raw):
+    return jax.tree.map(lambda _: value, raw)
+  return value
+
+
+class Structure:
+  """A tree's layout as :func:`flatten_leaves` sees it, to take it apart and put it back.
+
+  ``flatten_up_to(other)`` gives the (unwrapped) leaf values of a tree of the same
+  layout, and ``unflatten(values)`` builds the tree again with each value back in
+  its leaf's wrapper, so Linen boxes and NNX ``Variable`` nodes survive a
+  transform. Absent leaves should be passed back as they are.
+  """
+
+  def __init__(self, tree: Any):
+    self._raws, leaves, self._treedef = _flatten(tree)
+    self.paths = [leaf.names for leaf in leaves]
+
+  def flatten_up_to(self, tree: Any) -> list[Any]:
+    """The leaf values of ``tree``, which must have this layout."""
+    leaves, _ = flatten_leaves(tree)
+    if len(leaves) != len(self._raws):
+      raise ValueError(f"expected a tree of {len(self._raws)} leaves, got {len(leaves)}.")
+    return [leaf.value for leaf in leaves]
+
+  def unflatten(self, values: Sequence[Any]) -> Any:
+    """The tree again, with ``values`` as its leaves."""
+    out = [rewrap(raw, v) for raw, v in zip(self._raws, values, strict=True)]
+    return jax.tree_util.tree_unflatten(self._treedef, out)
+
+
+def rebuild(tree: Any, values: Sequence[Any]) -> Any:
+  """``tree`` with its leaves (as :func:`flatten_leaves` lists them) replaced by ``values``."""
+  return Structure(tree).unflatten(values)
 
 
 def _component(key: Any) -> str | int:
@@ -91,6 +156,8 @@ def _component(key: Any) -> str | int:
     return key.idx
   if isinstance(key, jax.tree_util.FlattenedIndexKey):
     return key.key
+  if isinstance(key, (str, int)):  # already a component
+    return key
   return str(key)
 
 
@@ -137,30 +204,23 @@ def flatten_leaves(tree: Any) -> tuple[list[Leaf], Any]:
 def flatten_with_names(tree: Any) -> tuple[list[tuple[Names, Any]], Any]:
   """``[(names, leaf)]`` of the *present* leaves of ``tree``, and its treedef.
 
-  NNX ``Variable`` nodes count as leaves and are unwrapped to their value;
-  ``None`` and ``MaskedNode`` hold no leaf (as in ``jax.tree.flatten``).
+  NNX ``Variable`` nodes and Linen boxes count as leaves and are unwrapped to
+  their value; ``None`` and ``MaskedNode`` hold no leaf (as in ``jax.tree.flatten``).
   """
-  pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_nnx_variable)
+  pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_wrapper)
   return [(key_names(p), unwrap(leaf)) for p, leaf in pairs], treedef
 
 
 def map_leaves(fn: Callable[[Leaf], Any], tree: Any) -> Any:
   """``fn(leaf)`` on every present leaf, keeping ``tree``'s exact structure.
 
-  Absent leaves stay as they are. An NNX ``Variable`` keeps its wrapper: its
-  value is replaced by the result, so a mask built on ``Param``-wrapped state
-  has the state's structure (as ``optax.masked`` requires) while its leaves
+  Absent leaves stay as they are. An NNX ``Variable`` or a Linen box keeps its
+  wrapper: its value is replaced by the result, so a mask built on wrapped
+  params has their structure (as ``optax.masked`` requires) while its leaves
   are plain Python values.
   """
   raws, leaves, treedef = _flatten(tree)
-  out = []
-  for raw, leaf in zip(raws, leaves, strict=True):
-    if leaf.absent:
-      out.append(raw)
-    elif is_nnx_variable(raw):
-      out.append(jax.tree.map(lambda _, leaf=leaf: fn(leaf), raw))
-    else:
-      out.append(fn(leaf))
+  out = [raw if leaf.absent else rewrap(raw, fn(leaf)) for raw, leaf in zip(raws, leaves, strict=True)]
   return jax.tree_util.tree_unflatten(treedef, out)
 
 

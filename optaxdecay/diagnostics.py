@@ -133,8 +133,10 @@ def describe_mask(params: Any, mask: _selection.MaskArg = None) -> MaskDescripti
   what :func:`decoupled_weight_decay` or :func:`add_l2_to_grad` with the same
   ``mask=`` will do, and the same mistakes raise the same errors.
 
-  Works on nested dicts, Flax Linen params (``dict`` or ``FrozenDict``), Flax
-  NNX state (``nnx.state(model, nnx.Param)``, ``Param``-wrapped or plain),
+  Works on nested dicts, Flax Linen params (``dict`` or ``FrozenDict``, boxed
+  by ``nn.with_partitioning`` or not), Flax NNX state (``nnx.state(model,
+  nnx.Param)``, ``Param``-wrapped or plain) and the ``nnx.Module`` itself (its
+  ``nnx.Param`` state is described; a mask function is called on the module),
   Equinox modules and lists/tuples; leaves may be arrays or
   ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` output, to inspect a model
   without allocating it).
@@ -164,6 +166,10 @@ def describe_mask(params: Any, mask: _selection.MaskArg = None) -> MaskDescripti
     Dense_0/kernel  (3, 4)  float32     12  yes
     decayed: 12 of 16 parameters (75.0%), 1 of 2 leaves; not decayed: 4
   """
+  if _tree.is_nnx_module(params):  # what bias_mask and the transforms see: its nnx.Param state
+    if _selection.is_mask_fn(mask):
+      mask = mask(params)
+    params, _ = _tree.nnx_param_state(params)
   rows = []
   for leaf, m in _selection.selected_leaves(mask, params, fn="describe_mask"):
     shape, dtype = _shape_dtype(leaf.value)

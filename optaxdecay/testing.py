@@ -8,6 +8,7 @@ part.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -72,8 +73,9 @@ def trajectory(
     >>> odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, steps=3)
     Array([0.5  , 0.25 , 0.125], dtype=float32)
   """
-  if not isinstance(steps, int) or steps < 1:
+  if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
     raise ValueError(f"trajectory: `steps` must be a positive int, got {steps!r}.")
+  steps = int(steps)
 
   @jax.jit
   def run(params):
@@ -109,14 +111,10 @@ def compare(
   first: tuple[int, str] | None = None
   max_abs = max_rel = 0.0
   for (names, a), (_, b) in zip(pairs_a, pairs_b, strict=True):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    diff = np.abs(a - b)
-    scale = np.maximum(np.abs(a), np.abs(b))
+    diff, bad, scale = _differences(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
     rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
-    max_abs = max(max_abs, float(diff.max(initial=0.0)))
-    max_rel = max(max_rel, float(rel.max(initial=0.0)))
-    bad = ~(diff <= atol + rtol * np.abs(b))
+    max_abs = max(max_abs, float(np.nanmax(diff, initial=0.0)))
+    max_rel = max(max_rel, float(np.nanmax(rel, initial=0.0)))
     if bad.any():
       step = int(np.argwhere(bad.reshape(bad.shape[0], -1).any(axis=1))[0, 0]) + 1
       if first is None or step < first[0]:
@@ -127,6 +125,24 @@ def compare(
     max_abs=max_abs,
     max_rel=max_rel,
   )
+
+
+def _differences(
+  a: np.ndarray, b: np.ndarray, *, rtol: float, atol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``|a - b|``, where they are not close, and ``max(|a|, |b|)``, in float64/complex128.
+
+  Complex leaves are compared as complex numbers (``|a - b|`` is the modulus of
+  the difference). Equal infinities and NaN against NaN count as equal, as in
+  ``chex.assert_trees_all_close``; their difference is reported as 0.
+  """
+  wide = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
+  a, b = a.astype(wide), b.astype(wide)
+  same = (a == b) | (np.isnan(a) & np.isnan(b))
+  with np.errstate(invalid="ignore"):
+    diff = np.where(same, 0.0, np.abs(a - b))
+  bad = ~same & ~(diff <= atol + rtol * np.abs(b))
+  return diff, bad, np.maximum(np.abs(a), np.abs(b))
 
 
 def _run_both(

@@ -198,7 +198,12 @@ def test_bad_anchor_raises_at_construction(anchor, error, match):
 def test_anchor_that_does_not_fit_the_params_raises_at_init():
   params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
   cases = [
-    ({"w": jnp.ones((2, 2))}, ValueError, "`anchor` and `params` have different structures"),
+    ({"w": jnp.ones((2, 2))}, ValueError, "`anchor` does not match the params: the parameter 'b'"),
+    (
+      {"w": jnp.ones((2, 2)), "b": jnp.ones(2), "c": jnp.ones(1)},
+      ValueError,
+      "`anchor` does not match the params: the anchor path 'c' names no parameter",
+    ),
     ({"w": jnp.ones((1, 2)), "b": jnp.ones(2)}, ValueError, r"`anchor` at 'w' has shape \(1, 2\)"),
     ({"w": jnp.ones((2, 2), jnp.int32), "b": jnp.ones(2)}, TypeError, "`anchor` at 'w' has dtype"),
   ]

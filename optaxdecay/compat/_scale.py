@@ -934,7 +934,7 @@ def scale_by_keras_lamb(
       u_norm = jnp.sqrt(jnp.sum(jnp.square(u)))
       ratio = jnp.where(w_norm > 0, jnp.where(u_norm > 0, w_norm / u_norm, 1.0), 1.0)
       out.append((ratio * u).astype(u.dtype))
-    return jax.tree.unflatten(treedef, out), optax.ScaleByAdamState(count, mu, nu)
+    return treedef.unflatten(out), optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(_init_adam_state, update_fn)
 
@@ -1023,8 +1023,7 @@ def scale_by_keras_adafactor(
     s_t = shrink(state.count) if callable(shrink) else shrink
     rho = jnp.minimum(lr_t, 1.0 / jnp.sqrt(t))
     keep = 1.0 - t**beta_2_decay  # Keras' beta_2_t
-    g_leaves, p_leaves, structure = _selection.align(updates, params, fn=fn)
-    treedef: Any = structure
+    g_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
     rows, cols, fulls = (treedef.flatten_up_to(x) for x in (state.row, state.col, state.variance))
     mults = selection.resolve(params)
     out, new_r, new_c, new_v = [], [], [], []
