@@ -98,7 +98,7 @@ def _match(anchor: Any, p_leaves: list[_tree.Leaf], *, fn: str) -> list[Any]:
         f"{_tree.path_str(names)!r} names no parameter. Pass reference weights with the "
         "params' structure."
       )
-  out = []
+  out: list[Any] = []
   for leaf in p_leaves:
     if leaf.absent:
       out.append(None)

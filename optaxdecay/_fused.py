@@ -58,7 +58,7 @@ class FusedAdamW(NamedTuple):
   """
 
   init: optax.TransformInitFn
-  update: optax.TransformUpdateFn
+  update: optax.TransformUpdateExtraArgsFn
   step: StepFn
 
   def sharded_step(self, mesh: jax.sharding.Mesh, param_specs: Any) -> StepFn:
@@ -398,7 +398,9 @@ def _step(
     for p, g, m, v, mult in zip(p_leaves, g_leaves, m_leaves, v_leaves, mults, strict=True)
   ]
   new_params = layout.unflatten([o[0] for o in out])
-  mu, nu = (_tree.rebuild(tree, [o[i] for o in out]) for i, tree in ((1, adam_state.mu), (2, adam_state.nu)))
+  mu, nu = (
+    _tree.rebuild(tree, [o[i] for o in out]) for i, tree in ((1, adam_state.mu), (2, adam_state.nu))
+  )
   adam_state = optax.ScaleByAdamState(
     count=s.count_inc,
     mu=optax.tree.cast(mu, cfg.mu_dtype),
@@ -644,8 +646,18 @@ def fused_adamw(
     chunk_size,
     exact,
   )
+
+  def update(
+    updates: optax.Updates,
+    state: optax.OptState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
+  ) -> tuple[optax.Updates, optax.OptState]:
+    del extra_args  # optax.GradientTransformationExtraArgs: extra arguments are accepted, unused
+    return _update(cfg, updates, state, params)
+
   return FusedAdamW(
     lambda params: _init(cfg, params),
-    lambda grads, state, params=None, **extra_args: _update(cfg, grads, state, params),
+    update,
     lambda params, grads, state: _step(cfg, params, grads, state),
   )

@@ -53,11 +53,13 @@ def multiplier(value: Any, *, fn: str, where: str) -> float:
   Concrete 0-d NumPy and JAX values count as their Python value, as in Optax's
   masks (``jnp.bool_(True)`` selects, ``np.float32(0.5)`` is a multiplier).
   """
-  if isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer):
-    if np.shape(value) == () and (
-      np.issubdtype(value.dtype, np.bool_) or np.issubdtype(value.dtype, np.floating)
-    ):
-      value = np.asarray(value)[()]  # a NumPy scalar: handled below
+  if (
+    isinstance(value, (np.ndarray, jax.Array))
+    and not isinstance(value, jax.core.Tracer)
+    and np.shape(value) == ()
+    and (np.issubdtype(value.dtype, np.bool_) or np.issubdtype(value.dtype, np.floating))
+  ):
+    value = np.asarray(value)[()]  # a NumPy scalar: handled below
   if isinstance(value, (bool, np.bool_)):
     return float(value)
   if isinstance(value, (float, np.floating)):
@@ -75,7 +77,10 @@ def multiplier(value: Any, *, fn: str, where: str) -> float:
       "inject_hyperparams."
     )
   elif isinstance(value, (np.ndarray, jax.Array)):
-    hint = f" Got an array of shape {np.shape(value)} and dtype {value.dtype}: one bool or float per leaf."
+    hint = (
+      f" Got an array of shape {np.shape(value)} and dtype {value.dtype}: one bool or "
+      "float per leaf."
+    )
   if isinstance(value, numbers.Integral):
     hint = f" For a multiplier write {float(value)!r}; to select or skip, True/False."
   raise TypeError(
@@ -189,8 +194,7 @@ def _match(table: dict[_tree.Names, float], leaves: list[_tree.Leaf], *, fn: str
     under_absent = any(names[:cut] in absent for cut in range(len(names) + 1))
     if names not in used and not under_absent:
       raise ValueError(
-        f"{fn}: `mask` does not match the params: the mask path "
-        f"{_keyed(names)} names no parameter."
+        f"{fn}: `mask` does not match the params: the mask path {_keyed(names)} names no parameter."
       )
   return out
 

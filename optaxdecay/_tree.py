@@ -220,7 +220,9 @@ def map_leaves(fn: Callable[[Leaf], Any], tree: Any) -> Any:
   are plain Python values.
   """
   raws, leaves, treedef = _flatten(tree)
-  out = [raw if leaf.absent else rewrap(raw, fn(leaf)) for raw, leaf in zip(raws, leaves, strict=True)]
+  out = [
+    raw if leaf.absent else rewrap(raw, fn(leaf)) for raw, leaf in zip(raws, leaves, strict=True)
+  ]
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
