@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+# Scripts that the tests launch in subprocesses, not test modules: `--doctest-modules` must not
+# import them (multiprocess_worker.py parses the command line at import).
+collect_ignore = ["multiprocess_worker.py", "sharded_worker.py"]
+
 
 class DigitsProblem:
   """A Flax Linen MLP (64-32-10, tanh) on ``load_digits``, mini-batched by step.

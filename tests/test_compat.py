@@ -914,6 +914,25 @@ def test_more_torch_optimizers_float64_and_param_groups(torch, x64, name):
   _check(f"torch {name} float64 masked", _ours(tx, params, grad_fn), ref, 1e-12)
 
 
+def test_torch_radam_switches_at_torchs_step_when_rho_crosses_5_below_float32_resolution(torch):
+  """beta2 = 0.7678067806924251 gives rho_7 = 5 + 8.8e-9: PyTorch (float64, in Python) rectifies
+  from step 7; rho_7 evaluated in float32 is not > 5, and step 7 would be plain momentum."""
+  b2 = 0.7678067806924251
+  assert compat.scale_by_torch_radam(b2=b2) is not None
+  from optaxdecay.compat._scale import radam_switch_step
+
+  assert radam_switch_step(b2) == 7
+  params, grad_np, grad_fn = _problem()
+  kw = dict(lr=0.02, betas=(0.9, b2), eps=1e-6)
+  ref = _torch_traj(torch, lambda tp: torch.optim.RAdam(tp.values(), **kw), params, grad_np)
+  _check(
+    "torch RAdam at the rho = 5 crossing",
+    _ours(compat.torch_radam(**kw), params, grad_fn),
+    ref,
+    ATOL32,
+  )
+
+
 def test_torch_radam_is_not_optax_radam_and_its_first_steps_are_unpreconditioned():
   """Optax's RAdam adds eps after the bias correction and switches at rho >= 5: not PyTorch's.
   RAdam's first five steps (rho_t <= 5) are bias-corrected momentum, so its L2 is then

@@ -44,8 +44,13 @@ def is_zero(value: Any) -> bool:
 
 
 def momentum_trace(momentum: Any, nesterov: bool = False) -> optax.GradientTransformation:
-  """``optax.trace(momentum, nesterov)``, or the identity for no momentum."""
-  if is_zero(momentum):
+  """``optax.trace(momentum, nesterov)``, or the identity for a Python-number zero momentum.
+
+  Only a Python number decides the structure: under ``optax.inject_hyperparams`` the
+  momentum is an array (concrete at ``init``, traced under ``jit``), and the chain built at
+  ``init`` must be the one ``update`` rebuilds.
+  """
+  if _hparams.is_static_zero(momentum):
     return optax.identity()
   return optax.trace(decay=momentum, nesterov=nesterov)
 

@@ -27,7 +27,7 @@ def _composer_rate(
   else:
     _hparams.check_number(initial_lr, fn=fn, arg="initial_lr")
     lr0 = value_at_step0(fn, "initial_lr", initial_lr)
-  if is_zero(weight_decay):
+  if _hparams.is_static_zero(weight_decay):  # a Python zero only: see momentum_trace
     return 0.0
   return _hparams.combine(lambda lr_t: lr_t / lr0 * weight_decay, lr)
 

@@ -682,7 +682,8 @@ def keras_muon(
   if adam_weight_decay is None:
     wd_adam = 0.0
   else:
-    wd_adam = _hparams.check_number(adam_weight_decay, fn=fn, arg="adam_weight_decay") or 0.0
+    _hparams.check_number(adam_weight_decay, fn=fn, arg="adam_weight_decay")
+    wd_adam = adam_weight_decay  # (check_number gives None for an injected, traced value)
   patterns = _check_patterns(fn, exclude_layers)
   _hparams.check_bool(exclude_embeddings, fn=fn, arg="exclude_embeddings")
   _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
@@ -700,7 +701,9 @@ def keras_muon(
     return _tree.map_leaves(label, params)
 
   def build(lr: ScalarOrSchedule) -> optax.GradientTransformation:
-    adam_lr = lr if adam_lr_ratio == 1 else _hparams.combine(lambda e: adam_lr_ratio * e, lr)
+    # A Python 1 only (an injected ratio is an array): the structure must not follow a value.
+    static_one = isinstance(adam_lr_ratio, (int, float)) and adam_lr_ratio == 1
+    adam_lr = lr if static_one else _hparams.combine(lambda e: adam_lr_ratio * e, lr)
     what = "learning_rate * weight_decay"
     halves: dict[Any, optax.GradientTransformation] = {
       "muon": optax.chain(

@@ -80,7 +80,9 @@ def scale_by_torch_momentum(
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
   check_torch_nesterov(fn, nesterov, momentum, dampening)
-  if is_zero(momentum) or is_zero(dampening):
+  # The structure follows Python-number zeros only (see momentum_trace): an injected
+  # dampening of 0 runs the general buffer below, which is the same arithmetic.
+  if _hparams.is_static_zero(momentum) or _hparams.is_static_zero(dampening):
     return momentum_trace(momentum, nesterov)
 
   def init_fn(params: optax.Params) -> TorchMomentumState:
@@ -98,7 +100,10 @@ def scale_by_torch_momentum(
       updates,
       state.momentum_buffer,
     )
-    return buf, TorchMomentumState(cast(jax.Array, optax.safe_increment(state.count)), buf)
+    out = buf
+    if nesterov:  # torch: g + momentum * buf (nesterov needs dampening 0: checked above)
+      out = jax.tree.map(lambda g, b: (g + momentum * b).astype(b.dtype), updates, buf)
+    return out, TorchMomentumState(cast(jax.Array, optax.safe_increment(state.count)), buf)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -443,8 +448,17 @@ def scale_by_torch_radam(
   """
   fn = "scale_by_torch_radam"
   check_moments(fn, b1, b2, eps)
-  rho_inf = 2.0 / (1.0 - b2) - 1.0
-  a = -math.log(b2) if b2 > 0 else math.inf  # b2**t = exp(-a t)
+  # A concrete beta2 decides the switch step as PyTorch does, in float64 (in Python); an
+  # injected (traced) one can only decide it in the default float type.
+  concrete = not isinstance(b2, jax.core.Tracer)
+  if concrete:
+    b2 = float(b2)
+    rho_inf: Any = 2.0 / (1.0 - b2) - 1.0
+    a: Any = -math.log(b2) if b2 > 0 else math.inf  # b2**t = exp(-a t)
+    switch_at = radam_switch_step(b2)
+  else:
+    rho_inf = 2.0 / (1.0 - b2) - 1.0
+    a = -jnp.log(b2)
 
   def rho(count: jax.Array) -> jax.Array:
     """rho_t, without float32's cancellation of rho_inf - 2t b2^t / (1 - b2^t) for small t.
@@ -454,13 +468,22 @@ def scale_by_torch_radam(
     1e-10 for s < 0.5); the direct formula has no cancellation beyond that.
     """
     t = count.astype(jnp.result_type(float))  # float32, or float64 under x64
+    if concrete and not math.isfinite(a):
+      return jnp.full_like(t, rho_inf)
     s = a * t
     series = t
     for k, c in ((1, 6.0), (3, -360.0), (5, 15120.0), (7, -604800.0)):
       series = series + a**k * (1.0 - t ** (k + 1)) / c
     q = jnp.exp(-s)
     direct = rho_inf - 2.0 * t * q / -jnp.expm1(-s)
-    return jnp.where(s < 0.5, series, direct) if math.isfinite(a) else jnp.full_like(t, rho_inf)
+    out = jnp.where(s < 0.5, series, direct)
+    return out if concrete else jnp.where(b2 > 0, out, rho_inf)
+
+  def rectified(count: jax.Array, rho_t: jax.Array) -> jax.Array:
+    """Whether step ``count`` is past PyTorch's switch (``rho_t > 5``)."""
+    if not concrete:
+      return rho_t > 5.0
+    return jnp.asarray(False) if switch_at is None else count >= switch_at
 
   def update_fn(
     updates: optax.Updates, state: Any, params: optax.Params | None = None
@@ -478,12 +501,32 @@ def scale_by_torch_radam(
     def direction(m: jax.Array, v: jax.Array) -> jax.Array:
       m_hat = m / bc1.astype(m.dtype)
       adaptive = jnp.sqrt(bc2).astype(v.dtype) / (jnp.sqrt(v) + eps)
-      return jnp.where(rho_t > 5.0, m_hat * rect.astype(m.dtype) * adaptive, m_hat).astype(m.dtype)
+      on = rectified(count, rho_t)
+      return jnp.where(on, m_hat * rect.astype(m.dtype) * adaptive, m_hat).astype(m.dtype)
 
     out = jax.tree.map(direction, mu, nu)
     return out, optax.ScaleByAdamState(count, mu, nu)
 
   return optax.GradientTransformation(_init_adam_state, update_fn)
+
+
+def radam_switch_step(b2: float) -> int | None:
+  """The first step ``t`` at which PyTorch's RAdam rectifies: ``rho_t > 5``, in float64.
+
+  ``rho_t`` grows toward ``rho_inf = 2 / (1 - b2) - 1``, so there is no such step when
+  ``rho_inf <= 5`` (``b2 <= 2/3``). Evaluated exactly as ``torch/optim/radam.py`` does, in
+  Python floats, so that a ``b2`` whose ``rho_t`` crosses 5 by less than float32's resolution
+  switches at PyTorch's step.
+  """
+  rho_inf = 2.0 / (1.0 - b2) - 1.0
+  if not rho_inf > 5.0:
+    return None
+  t = 1
+  while True:
+    bt = b2**t
+    if rho_inf - 2.0 * t * bt / (1.0 - bt) > 5.0:
+      return t
+    t += 1
 
 
 def scale_by_keras_adamax(

@@ -345,7 +345,7 @@ def torch_adagrad(
   _hparams.check_number(initial_accumulator_value, fn=fn, arg="initial_accumulator_value")
   _hparams.check_number(eps, fn=fn, arg="eps")
   step_size = lr
-  if not is_zero(lr_decay):
+  if not _hparams.is_static_zero(lr_decay):  # a Python zero only: see momentum_trace
     base = lr if callable(lr) else (lambda _count: lr)
     step_size = lambda count: base(count) / (1 + count * lr_decay)
   return optax.chain(

@@ -1,0 +1,414 @@
+"""Conformance: every selection entry point x every zoo tree x every Optax wrapper, against an oracle.
+
+The oracle is the zoo's annotation (``tests/zoo.py``: the leaves a reader of the docs expects the
+framework's documented ``mask=`` to decay), written as the update each entry point must give on
+a **zero** incoming gradient — ``-rate·w`` on the decayed leaves and nothing elsewhere for
+decoupled decay, ``+l2·w`` for L2, ``-lr·wd·w`` for the AdamW-like optimizers — and, where Optax
+can say it, Optax itself given the annotation as a bool mask (``optax.adamw(mask=...)``,
+``optax.add_decayed_weights``). A wrapper changes the expectation only where it says so (a
+frozen group gets no update). Structure is checked too: the updates keep the params' Linen
+boxes and NNX wrappers, as ``optax.adamw``'s do.
+
+Cost: the eager wrappers share nothing but are tiny; the compiled ones (``jit``,
+``MultiSteps``, ``vmap``) compile one function per (tree, wrapper) that runs every entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import zoo
+from jax.experimental import checkify
+
+import optaxdecay as od
+from optaxdecay import compat
+
+RATE, L2, LR, WD = 0.125, 0.25, 0.5, 0.25
+
+
+class Entry(NamedTuple):
+  """A selection entry point: ``factory(**kwargs, mask=mask)``, and its zero-gradient update.
+
+  ``expected(w, s)`` is the update of a decayed leaf ``w`` with the hyperparameter ``scaled``
+  multiplied by ``s`` (the ``vmap`` wrapper maps over it).
+  """
+
+  factory: Callable[..., Any]
+  kwargs: dict[str, Any]
+  scaled: str
+  expected: Callable[[Any, Any], Any]
+  static: tuple[str, ...] = ("mask",)
+
+
+def _decay(w, s):
+  return -RATE * s * w
+
+
+ENTRIES: dict[str, Entry] = {
+  "decoupled": Entry(od.decoupled_weight_decay, {"rate": RATE}, "rate", _decay),
+  # A zero update moves no coordinate away from zero: cautious decay decays every one.
+  "cautious": Entry(od.decoupled_weight_decay, {"rate": RATE, "cautious": True}, "rate", _decay),
+  "anchor": Entry(
+    od.decoupled_weight_decay, {"rate": RATE, "anchor": "zeros"}, "rate", _decay, ("mask", "anchor")
+  ),
+  "l2": Entry(od.add_l2_to_grad, {"l2": L2}, "l2", lambda w, s: L2 * s * w),
+  "proximal": Entry(
+    od.proximal_weight_decay, {"rate": RATE}, "rate", lambda w, s: -RATE * s * w / (1 + RATE * s)
+  ),
+  # Adam of a zero gradient is zero: what is left is optax.adamw's decay, -lr * wd * w.
+  "fused_adamw": Entry(
+    od.fused_adamw, {"learning_rate": LR, "weight_decay": WD}, "weight_decay",
+    lambda w, s: -LR * WD * s * w,
+  ),
+  "torch_adamw": Entry(
+    compat.torch_adamw, {"lr": LR, "weight_decay": WD}, "weight_decay",
+    lambda w, s: -LR * WD * s * w,
+  ),
+  "keras_adamw": Entry(
+    compat.keras_adamw, {"learning_rate": LR, "weight_decay": WD}, "weight_decay",
+    lambda w, s: -LR * WD * s * w,
+  ),
+  # Coupled L2 through plain SGD: the same -lr * wd * w (the SGD equivalence).
+  "torch_sgd": Entry(
+    compat.torch_sgd, {"lr": LR, "weight_decay": WD}, "weight_decay",
+    lambda w, s: -LR * WD * s * w,
+  ),
+}  # fmt: skip
+
+
+def _tx(entry: Entry, params: Any, mask: Any, **overrides: Any) -> Any:
+  kwargs = {**entry.kwargs, **overrides}
+  if kwargs.get("anchor") == "zeros":
+    kwargs["anchor"] = jax.tree.map(jnp.zeros_like, params)
+  return entry.factory(**kwargs, mask=mask)
+
+
+def _zeros(params: Any) -> Any:
+  return jax.tree.map(jnp.zeros_like, params)
+
+
+def _top_keys(params: Any) -> list[Any] | None:
+  inner = zoo.unboxed(params)
+  if hasattr(inner, "keys") and len(inner) > 1:
+    return list(inner.keys())
+  return None
+
+
+def _prefix(params: Any, first: Any, rest: Any) -> dict[Any, Any]:
+  keys = _top_keys(params)
+  assert keys is not None
+  return {k: first if i == 0 else rest for i, k in enumerate(keys)}
+
+
+def _per_leaf(spec: zoo.Specimen, fn: Callable[[str, Any], Any]) -> Any:
+  """``fn(path, leaf)`` over the unboxed params (the oracle's own walk of the tree)."""
+
+  def part(k: Any) -> str:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        return str(getattr(k, attr))
+    return str(k)
+
+  return jax.tree_util.tree_map_with_path(
+    lambda path, leaf: fn("/".join(part(k) for k in path), leaf), zoo.unboxed(spec.params)
+  )
+
+
+# ----------------------------------------------------------------------------------------------
+# The wrappers: each runs a list of (name, entry) on the zero gradient and says which top-level
+# subtree (if any) it freezes.
+
+
+def _plain(spec, entries, mask, params):
+  out = {}
+  for name, e in entries:
+    tx = _tx(e, params, mask)
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, None
+
+
+def _jit(spec, entries, mask, params):
+  txs = [(n, _tx(e, params, mask)) for n, e in entries]
+  states = {n: tx.init(params) for n, tx in txs}
+  run = jax.jit(lambda states, p: {n: tx.update(_zeros(p), states[n], p)[0] for n, tx in txs})
+  return run(states, params), None
+
+
+def _checked(spec, entries, mask, params):
+  out = {}
+  for name, e in entries:
+    tx = od.checked(_tx(e, params, mask))
+    err, (u, _) = checkify.checkify(tx.update)(_zeros(params), tx.init(params), params)
+    err.throw()
+    out[name] = u
+  return out, None
+
+
+def _masked_full(spec, entries, mask, params):
+  everything = jax.tree.map(lambda _: True, zoo.unboxed(params))
+  out = {}
+  for name, e in entries:
+    tx = optax.masked(_tx(e, params, mask), everything)
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, None
+
+
+def _masked_prefix(spec, entries, mask, params):
+  keys = _top_keys(params)
+  if keys is None:
+    pytest.skip("a prefix mask needs a dict-like root with two or more keys")
+  out = {}
+  for name, e in entries:
+    tx = optax.masked(_tx(e, params, mask), _prefix(params, False, True))
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, keys[0]
+
+
+def _partition_frozen(spec, entries, mask, params):
+  keys = _top_keys(params)
+  if keys is None:
+    pytest.skip("a frozen group by prefix needs a dict-like root with two or more keys")
+  labels = _prefix(params, "frozen", "train")
+  out = {}
+  for name, e in entries:
+    tx = optax.partition({"frozen": optax.set_to_zero(), "train": _tx(e, params, mask)}, labels)
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, keys[0]
+
+
+def _partition_bias(spec, entries, mask, params):
+  # The decayed leaves in one group, the rest in another, the same optimizer in both: each
+  # group's mask sees the other group's leaves as MaskedNode, and the union is the whole.
+  labels = _per_leaf(spec, lambda path, _: "w" if path in spec.decayed else "b")
+  out = {}
+  for name, e in entries:
+    tx = optax.partition({"w": _tx(e, params, mask), "b": _tx(e, params, mask)}, labels)
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, None
+
+
+def _multisteps(spec, entries, mask, params):
+  txs = [(n, optax.MultiSteps(_tx(e, params, mask), every_k_schedule=2)) for n, e in entries]
+
+  @jax.jit
+  def run(p):
+    out = {}
+    for n, tx in txs:
+      state = tx.init(p)
+      first, state = tx.update(_zeros(p), state, p)
+      out[n] = (first, tx.update(_zeros(p), state, p)[0])
+    return out
+
+  both = run(params)
+  for n, (first, _) in both.items():  # nothing is applied before the k-th call
+    assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(first)), n
+  return {n: second for n, (_, second) in both.items()}, None
+
+
+def _inject(spec, entries, mask, params):
+  out = {}
+  for name, e in entries:
+    kwargs = {**e.kwargs}
+    if kwargs.get("anchor") == "zeros":
+      kwargs["anchor"] = _zeros(params)
+    tx = optax.inject_hyperparams(e.factory, static_args=e.static)(**kwargs, mask=mask)
+    out[name] = jax.jit(tx.update)(_zeros(params), tx.init(params), params)[0]
+  return out, None
+
+
+def _apply_if_finite(spec, entries, mask, params):
+  out = {}
+  for name, e in entries:
+    tx = optax.apply_if_finite(_tx(e, params, mask), max_consecutive_errors=3)
+    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
+  return out, None
+
+
+WRAPPERS: dict[str, Callable[..., Any]] = {
+  "plain": _plain,
+  "jit": _jit,
+  "checked": _checked,
+  "masked-full": _masked_full,
+  "masked-prefix": _masked_prefix,
+  "partition-frozen": _partition_frozen,
+  "partition-bias": _partition_bias,
+  "multisteps": _multisteps,
+  "inject_hyperparams": _inject,
+  "apply_if_finite": _apply_if_finite,
+}
+
+
+def _tolerance(dtype: Any) -> float:
+  return {"float16": 2e-3, "bfloat16": 1e-2}.get(str(jnp.dtype(dtype)), 1e-6)
+
+
+def _assert_update(spec, name, u, params, frozen, scale=1.0, expected_of=None):
+  """``u`` has the params' structure and, leaf by leaf, the oracle's update."""
+  assert jax.tree.structure(u) == jax.tree.structure(_zeros(params)), (
+    f"{spec.name} / {name}: the updates lost the params' structure (boxes, wrappers)"
+  )
+  got = dict(zoo.leaf_paths(u))
+  want = dict(zoo.leaf_paths(params))
+  assert got.keys() == want.keys(), f"{spec.name} / {name}: leaves {got.keys()} != {want.keys()}"
+  for path, w in want.items():
+    in_frozen = frozen is not None and path.split("/")[0] == str(frozen)
+    w64 = np.asarray(w).astype(np.complex128 if np.iscomplexobj(w) else np.float64)
+    decayed = path in spec.decayed and not in_frozen
+    expected = expected_of(w64, scale) if decayed else np.zeros_like(w64)
+    np.testing.assert_allclose(
+      np.asarray(got[path]).astype(w64.dtype),
+      expected,
+      rtol=_tolerance(np.asarray(w).dtype),
+      atol=1e-7,
+      err_msg=f"{spec.name} / {name}: leaf {path!r} ({'decayed' if decayed else 'kept'})",
+    )
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+@pytest.mark.parametrize("tree", zoo.names())
+def test_every_entry_point_selects_the_annotated_leaves(tree, wrapper):
+  spec = zoo.get(tree)
+  params = spec.params
+  entries = list(ENTRIES.items())
+  if wrapper == "checked" or tree == "plain-mixed":
+    # Python-float and complex leaves: the AdamW-like optimizers are tested on them below; here
+    # the Adam state of a Python float is no concern of the selection.
+    entries = [(n, e) for n, e in entries if tree != "plain-mixed" or n not in _ADAM_LIKE]
+  outs, frozen = WRAPPERS[wrapper](spec, entries, spec.mask_arg, params)
+  for name, u in outs.items():
+    _assert_update(spec, f"{name} in {wrapper}", u, params, frozen, 1.0, ENTRIES[name].expected)
+
+
+_ADAM_LIKE = ("fused_adamw", "torch_adamw", "keras_adamw")
+
+
+@pytest.mark.parametrize("tree", zoo.names())
+def test_a_vmapped_hyperparameter_scales_the_selected_decay(tree):
+  spec = zoo.get(tree)
+  params, mask = spec.params, spec.mask_arg
+  entries = [(n, e) for n, e in ENTRIES.items() if n not in _ADAM_LIKE or tree != "plain-mixed"]
+
+  @jax.jit
+  def run(scales):
+    out = {}
+    for n, e in entries:
+      base = e.kwargs[e.scaled]
+
+      def one(s, e=e, base=base):
+        tx = _tx(e, params, mask, **{e.scaled: base * s})
+        return tx.update(_zeros(params), tx.init(params), params)[0]
+
+      out[n] = jax.vmap(one)(scales)
+    return out
+
+  scales = jnp.asarray([1.0, 3.0])
+  for name, stacked in run(scales).items():
+    for i, s in enumerate((1.0, 3.0)):
+      u = jax.tree.map(lambda x, i=i: x[i], stacked)
+      _assert_update(spec, f"{name} at x{s}", u, params, None, s, ENTRIES[name].expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# The mask builders and describe_mask, and the whole optimizers against Optax's own.
+
+
+@pytest.mark.parametrize("tree", zoo.names())
+def test_mask_builders_and_describe_mask_agree_with_the_annotation(tree):
+  spec = zoo.get(tree)
+  mask_tree = spec.mask_arg if spec.mask_source is not None else spec.mask(spec.params)
+  # The mask keeps the params' structure (boxes, wrappers), so optax.masked accepts it.
+  assert jax.tree.structure(mask_tree) == jax.tree.structure(
+    jax.tree.map(lambda _: True, spec.params)
+  )
+  got = {p for p, m in zoo.leaf_paths(mask_tree) if m}
+  assert got == spec.decayed
+  rows = od.diagnostics.describe_mask(spec.params, spec.mask_arg).rows
+  assert {r.path for r in rows if r.decayed} == spec.decayed
+  assert {r.path for r in rows} == {p for p, _ in zoo.leaf_paths(spec.params)}
+
+
+@pytest.mark.parametrize("tree", zoo.names())
+def test_decay_multipliers_follow_the_written_rule_on_every_tree(tree):
+  """big_vision's rule: the first regex that *fullmatches* the path gives the multiplier."""
+  spec = zoo.get(tree)
+  rules = [(".*bias", 0.0), (".*(kernel|weight|embedding|/w)", 0.5), (".*scale", 2.0)]
+  import re
+
+  def rule(path: str) -> float:
+    return next((m for r, m in rules if re.fullmatch(r, path)), 0.0)
+
+  tx = od.decoupled_weight_decay(RATE, mask=od.decay_multipliers(rules))
+  params = spec.params
+  u = tx.update(_zeros(params), tx.init(params), params)[0]
+  got = dict(zoo.leaf_paths(u))
+  for path, w in zoo.leaf_paths(params):
+    w64 = np.asarray(w).astype(np.complex128 if np.iscomplexobj(w) else np.float64)
+    np.testing.assert_allclose(
+      np.asarray(got[path]).astype(w64.dtype),
+      -RATE * rule(path) * w64,
+      rtol=_tolerance(np.asarray(w).dtype),
+      atol=1e-7,
+      err_msg=f"{tree}: {path}",
+    )
+
+
+def _grads(params: Any) -> Any:
+  return jax.tree.map(lambda w: 0.1 * jnp.cos(jnp.asarray(w)) + 0.05, params)
+
+
+def _oracle_mask(spec: zoo.Specimen) -> Any:
+  return _per_leaf(spec, lambda path, _: path in spec.decayed)
+
+
+@pytest.mark.parametrize("tree", zoo.names())
+def test_fused_adamw_update_step_and_sharded_step_are_optax_adamw(tree):
+  """With a real gradient, against ``optax.adamw(mask=<the annotation>)`` on the unboxed params:
+  ``update``, and ``step`` / ``sharded_step`` against its ``apply_updates``."""
+  spec = zoo.get(tree)
+  params = spec.params
+  opt = od.fused_adamw(LR, weight_decay=WD, mask=spec.mask_arg, chunk_size=2)
+  ref = optax.adamw(LR, weight_decay=WD, mask=_oracle_mask(spec))
+  plain = zoo.unboxed(params)
+  ref_u, _ = jax.jit(ref.update)(_grads(plain), ref.init(plain), plain)
+  ref_p = jax.jit(optax.apply_updates)(plain, ref_u)
+  u, _ = jax.jit(opt.update)(_grads(params), opt.init(params), params)
+  assert jax.tree.structure(u) == jax.tree.structure(_zeros(params))
+  new_p, _ = jax.jit(opt.step)(params, _grads(params), opt.init(params))
+  assert jax.tree.structure(new_p) == jax.tree.structure(params)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("fsdp",))
+  specs = jax.tree.map(lambda _: jax.sharding.PartitionSpec(), params)
+  sharded_p, _ = jax.jit(opt.sharded_step(mesh, specs))(params, _grads(params), opt.init(params))
+  for label, got, want in (
+    ("update", u, ref_u),
+    ("step", new_p, ref_p),
+    ("sharded", sharded_p, ref_p),
+  ):
+    for (path, a), (_, b) in zip(zoo.leaf_paths(got), zoo.leaf_paths(want), strict=True):
+      np.testing.assert_allclose(
+        np.asarray(a), np.asarray(b), rtol=_tolerance(np.asarray(b).dtype), atol=1e-6,
+        err_msg=f"{tree}: fused_adamw {label} at {path}",
+      )  # fmt: skip
+
+
+@pytest.mark.parametrize("tree", zoo.names())
+def test_compat_adamw_is_optax_adamw_given_the_annotation(tree):
+  """``compat.torch_adamw(mask=...)`` (PyTorch's AdamW, decay before the step) agrees with
+  ``optax.adamw(mask=<annotation>)`` to rounding on every tree: same selection, same numbers."""
+  spec = zoo.get(tree)
+  params = spec.params
+  tx = compat.torch_adamw(LR, weight_decay=WD, mask=spec.mask_arg)
+  ref = optax.adamw(LR, eps=1e-8, weight_decay=WD, mask=_oracle_mask(spec))
+  plain = zoo.unboxed(params)
+  want, _ = ref.update(_grads(plain), ref.init(plain), plain)
+  got, _ = tx.update(_grads(params), tx.init(params), params)
+  for (path, a), (_, b) in zip(zoo.leaf_paths(got), zoo.leaf_paths(want), strict=True):
+    np.testing.assert_allclose(
+      np.asarray(a), np.asarray(b), rtol=_tolerance(np.asarray(b).dtype), atol=1e-6,
+      err_msg=f"{tree}: torch_adamw at {path}",
+    )  # fmt: skip
