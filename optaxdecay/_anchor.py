@@ -76,7 +76,7 @@ def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> 
         f"shape {np.shape(leaf.value)}."
       )
     # A copy: the params' buffers may be donated to the step that follows.
-    out.append(jnp.array(w0, dtype=leaf.value.dtype, copy=True))
+    out.append(jnp.array(w0, dtype=getattr(leaf.value, "dtype", None), copy=True))
   return _tree.rebuild(params, out)
 
 

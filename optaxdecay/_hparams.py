@@ -82,6 +82,14 @@ def check_number(
   if isinstance(value, jax.core.Tracer):
     if concrete:
       raise TypeError(f"{fn}: `{arg}` must be a concrete float, got a traced value.")
+    if value.shape != () or not (
+      jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+    ):
+      raise TypeError(
+        f"{fn}: `{arg}` must be a real scalar, got a traced {value.dtype}{list(value.shape)}. "
+        "(`optax.inject_hyperparams` takes the hyperparameters' dtype from the params: with "
+        "complex params pass `hyperparam_dtype=jnp.float32`.)"
+      )
     return None
   if callable(value):
     raise TypeError(
@@ -170,6 +178,8 @@ def check_scalar_or_schedule(
       value, fn=fn, arg=arg, low_inclusive=low_inclusive, high=high, where=where, hint=hint
     )
   except TypeError as e:
+    if isinstance(value, jax.core.Tracer):
+      raise  # its message says where a traced value of the wrong dtype comes from
     raise TypeError(
       f"{fn}: `{arg}` must be a float or a schedule returning one; got {value!r}{where}."
     ) from e

@@ -141,7 +141,8 @@ def _differences(
   same = (a == b) | (np.isnan(a) & np.isnan(b))
   with np.errstate(invalid="ignore"):
     diff = np.where(same, 0.0, np.abs(a - b))
-  bad = ~same & ~(diff <= atol + rtol * np.abs(b))
+  with np.errstate(invalid="ignore"):
+    bad = ~same & ~(np.isfinite(diff) & (diff <= atol + rtol * np.abs(b)))
   return diff, bad, np.maximum(np.abs(a), np.abs(b))
 
 

@@ -98,3 +98,41 @@ def test_checked_keeps_init_and_state():
   inner = optax.chain(optax.adam(1e-3), od.decoupled_weight_decay(0.1))
   tx = od.checked(inner)
   assert jax.tree.structure(tx.init(PARAMS)) == jax.tree.structure(inner.init(PARAMS))
+
+
+def test_fused_adamw_is_checked_in_update_and_step():
+  for arg, bad in (("weight_decay", -5.0), ("l2", -1.0), ("learning_rate", -1.0)):
+    tx = od.checked(optax.inject_hyperparams(od.fused_adamw)(1e-2, weight_decay=0.1, l2=0.1))
+    state = tx.init(PARAMS)
+    state.hyperparams[arg] = jnp.asarray(bad)
+    err, _ = checkify.checkify(jax.jit(lambda s: tx.update(PARAMS, s, PARAMS)))(state)
+    with pytest.raises(checkify.JaxRuntimeError, match=f"fused_adamw: `{arg}` must be finite"):
+      err.throw()
+  sched = lambda count: 0.1 - 0.2 * count  # negative from step 1
+  fused = od.checked(od.fused_adamw(1e-2, weight_decay=sched))
+  assert isinstance(fused, od.FusedAdamW)  # .step and .sharded_step are kept, and checked
+  step = checkify.checkify(jax.jit(fused.step))
+  err, (p, s) = step(PARAMS, PARAMS, fused.init(PARAMS))
+  err.throw()
+  err, _ = step(p, PARAMS, s)
+  with pytest.raises(checkify.JaxRuntimeError, match="fused_adamw: `weight_decay` must be"):
+    err.throw()
+
+
+def test_checked_refuses_what_is_not_a_transform():
+  with pytest.raises(TypeError, match=r"checked: `tx` must be an optax.GradientTransformation"):
+    od.checked(optax.adam)  # the factory, not the transform
+
+
+def test_a_complex_hyperparameter_from_inject_hyperparams_is_refused_clearly():
+  """inject_hyperparams takes the hyperparameters' dtype from the params: complex params give a
+  complex rate, which would silently drop its imaginary part on real leaves."""
+  params = {"c": jnp.ones(2, jnp.complex64), "w": jnp.ones(2)}
+  tx = optax.inject_hyperparams(od.decoupled_weight_decay)(rate=0.1)
+  with pytest.raises(TypeError, match="`rate` must be a float"):
+    tx.init(params)
+  with pytest.raises(TypeError, match=r"hyperparam_dtype=jnp.float32"):
+    jax.jit(lambda p: tx.update(p, tx.init(p), p))(params)
+  fixed = optax.inject_hyperparams(od.decoupled_weight_decay, hyperparam_dtype=jnp.float32)(0.1)
+  u, _ = jax.jit(lambda p: fixed.update(p, fixed.init(p), p))(params)
+  np.testing.assert_allclose(u["c"], 0.9)

@@ -1,4 +1,4 @@
-"""Conformance: every selection entry point x every zoo tree x every Optax wrapper, against an oracle.
+"""Conformance: every selection entry point x zoo tree x Optax wrapper, against an oracle.
 
 The oracle is the zoo's annotation (``tests/zoo.py``: the leaves a reader of the docs expects the
 framework's documented ``mask=`` to decay), written as the update each entry point must give on
@@ -30,6 +30,7 @@ import optaxdecay as od
 from optaxdecay import compat
 
 RATE, L2, LR, WD = 0.125, 0.25, 0.5, 0.25
+EPS = 1e-3  # Adam's epsilon, representable in float16 (1e-8 underflows: 0/0 on a zero gradient)
 
 
 class Entry(NamedTuple):
@@ -63,15 +64,15 @@ ENTRIES: dict[str, Entry] = {
   ),
   # Adam of a zero gradient is zero: what is left is optax.adamw's decay, -lr * wd * w.
   "fused_adamw": Entry(
-    od.fused_adamw, {"learning_rate": LR, "weight_decay": WD}, "weight_decay",
+    od.fused_adamw, {"learning_rate": LR, "weight_decay": WD, "eps": EPS}, "weight_decay",
     lambda w, s: -LR * WD * s * w,
   ),
   "torch_adamw": Entry(
-    compat.torch_adamw, {"lr": LR, "weight_decay": WD}, "weight_decay",
+    compat.torch_adamw, {"lr": LR, "weight_decay": WD, "eps": EPS}, "weight_decay",
     lambda w, s: -LR * WD * s * w,
   ),
   "keras_adamw": Entry(
-    compat.keras_adamw, {"learning_rate": LR, "weight_decay": WD}, "weight_decay",
+    compat.keras_adamw, {"learning_rate": LR, "weight_decay": WD, "epsilon": EPS}, "weight_decay",
     lambda w, s: -LR * WD * s * w,
   ),
   # Coupled L2 through plain SGD: the same -lr * wd * w (the SGD equivalence).
@@ -100,10 +101,15 @@ def _top_keys(params: Any) -> list[Any] | None:
   return None
 
 
-def _prefix(params: Any, first: Any, rest: Any) -> dict[Any, Any]:
+def _prefix(params: Any, first: Any, rest: Any) -> Any:
+  """A prefix of the params' root: ``first`` for its first key, ``rest`` for the others, in
+  the root's own container type (Optax matches prefixes by node type: a dict is no prefix of a
+  FrozenDict)."""
   keys = _top_keys(params)
   assert keys is not None
-  return {k: first if i == 0 else rest for i, k in enumerate(keys)}
+  out = {k: first if i == 0 else rest for i, k in enumerate(keys)}
+  root = zoo.unboxed(params)
+  return out if type(root) is dict else type(root)(out)
 
 
 def _per_leaf(spec: zoo.Specimen, fn: Callable[[str, Any], Any]) -> Any:
@@ -125,49 +131,50 @@ def _per_leaf(spec: zoo.Specimen, fn: Callable[[str, Any], Any]) -> Any:
 # subtree (if any) it freezes.
 
 
+def _run_all(make: Callable[[Entry], Any], entries, params, *, jit: bool = True) -> dict:
+  """``{name: updates}`` of ``make(entry)`` on the zero gradient, for every entry: inside one
+  ``jax.jit`` (one compile per tree and wrapper), or eagerly."""
+  txs = [(n, make(e)) for n, e in entries]
+
+  def run(p):
+    return {n: tx.update(_zeros(p), tx.init(p), p)[0] for n, tx in txs}
+
+  return jax.jit(run)(params) if jit else run(params)
+
+
 def _plain(spec, entries, mask, params):
-  out = {}
-  for name, e in entries:
-    tx = _tx(e, params, mask)
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, None
+  # Eager, as in a notebook: the two transforms of the theory (every entry point runs the same
+  # Python under the other wrappers, compiled).
+  core = [(n, e) for n, e in entries if n in ("decoupled", "l2")]
+  return _run_all(lambda e: _tx(e, params, mask), core, params, jit=False), None
 
 
 def _jit(spec, entries, mask, params):
-  txs = [(n, _tx(e, params, mask)) for n, e in entries]
-  states = {n: tx.init(params) for n, tx in txs}
-  run = jax.jit(lambda states, p: {n: tx.update(_zeros(p), states[n], p)[0] for n, tx in txs})
-  return run(states, params), None
+  return _run_all(lambda e: _tx(e, params, mask), entries, params), None
 
 
 def _checked(spec, entries, mask, params):
-  out = {}
-  for name, e in entries:
-    tx = od.checked(_tx(e, params, mask))
-    err, (u, _) = checkify.checkify(tx.update)(_zeros(params), tx.init(params), params)
-    err.throw()
-    out[name] = u
+  txs = [(n, od.checked(_tx(e, params, mask))) for n, e in entries]
+
+  def run(p):
+    return {n: tx.update(_zeros(p), tx.init(p), p)[0] for n, tx in txs}
+
+  err, out = jax.jit(checkify.checkify(run))(params)
+  err.throw()
   return out, None
 
 
 def _masked_full(spec, entries, mask, params):
   everything = jax.tree.map(lambda _: True, zoo.unboxed(params))
-  out = {}
-  for name, e in entries:
-    tx = optax.masked(_tx(e, params, mask), everything)
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, None
+  return _run_all(lambda e: optax.masked(_tx(e, params, mask), everything), entries, params), None
 
 
 def _masked_prefix(spec, entries, mask, params):
   keys = _top_keys(params)
   if keys is None:
     pytest.skip("a prefix mask needs a dict-like root with two or more keys")
-  out = {}
-  for name, e in entries:
-    tx = optax.masked(_tx(e, params, mask), _prefix(params, False, True))
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, keys[0]
+  prefix = _prefix(params, False, True)
+  return _run_all(lambda e: optax.masked(_tx(e, params, mask), prefix), entries, params), keys[0]
 
 
 def _partition_frozen(spec, entries, mask, params):
@@ -175,22 +182,24 @@ def _partition_frozen(spec, entries, mask, params):
   if keys is None:
     pytest.skip("a frozen group by prefix needs a dict-like root with two or more keys")
   labels = _prefix(params, "frozen", "train")
-  out = {}
-  for name, e in entries:
-    tx = optax.partition({"frozen": optax.set_to_zero(), "train": _tx(e, params, mask)}, labels)
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, keys[0]
+
+  def make(e):
+    return optax.partition({"frozen": optax.set_to_zero(), "train": _tx(e, params, mask)}, labels)
+
+  return _run_all(make, entries, params), keys[0]
 
 
 def _partition_bias(spec, entries, mask, params):
   # The decayed leaves in one group, the rest in another, the same optimizer in both: each
   # group's mask sees the other group's leaves as MaskedNode, and the union is the whole.
   labels = _per_leaf(spec, lambda path, _: "w" if path in spec.decayed else "b")
-  out = {}
-  for name, e in entries:
-    tx = optax.partition({"w": _tx(e, params, mask), "b": _tx(e, params, mask)}, labels)
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, None
+  # Optax reads a callable label tree (an Equinox module is callable) as a function: wrap it.
+  labels_fn = lambda _: labels
+
+  def make(e):
+    return optax.partition({"w": _tx(e, params, mask), "b": _tx(e, params, mask)}, labels_fn)
+
+  return _run_all(make, entries, params), None
 
 
 def _multisteps(spec, entries, mask, params):
@@ -212,22 +221,23 @@ def _multisteps(spec, entries, mask, params):
 
 
 def _inject(spec, entries, mask, params):
-  out = {}
-  for name, e in entries:
+  def make(e):
     kwargs = {**e.kwargs}
     if kwargs.get("anchor") == "zeros":
       kwargs["anchor"] = _zeros(params)
-    tx = optax.inject_hyperparams(e.factory, static_args=e.static)(**kwargs, mask=mask)
-    out[name] = jax.jit(tx.update)(_zeros(params), tx.init(params), params)[0]
-  return out, None
+    # inject_hyperparams takes the hyperparameters' dtype from the params (complex64 for the
+    # dtype zoo, which optaxdecay refuses: tests/test_checked.py); a real dtype is the fix.
+    inject = optax.inject_hyperparams(e.factory, static_args=e.static, hyperparam_dtype=jnp.float32)
+    return inject(**kwargs, mask=mask)
+
+  return _run_all(make, entries, params), None
 
 
 def _apply_if_finite(spec, entries, mask, params):
-  out = {}
-  for name, e in entries:
-    tx = optax.apply_if_finite(_tx(e, params, mask), max_consecutive_errors=3)
-    out[name] = tx.update(_zeros(params), tx.init(params), params)[0]
-  return out, None
+  def make(e):
+    return optax.apply_if_finite(_tx(e, params, mask), max_consecutive_errors=3)
+
+  return _run_all(make, entries, params), None
 
 
 WRAPPERS: dict[str, Callable[..., Any]] = {
@@ -375,15 +385,20 @@ def test_fused_adamw_update_step_and_sharded_step_are_optax_adamw(tree):
   opt = od.fused_adamw(LR, weight_decay=WD, mask=spec.mask_arg, chunk_size=2)
   ref = optax.adamw(LR, weight_decay=WD, mask=_oracle_mask(spec))
   plain = zoo.unboxed(params)
-  ref_u, _ = jax.jit(ref.update)(_grads(plain), ref.init(plain), plain)
-  ref_p = jax.jit(optax.apply_updates)(plain, ref_u)
-  u, _ = jax.jit(opt.update)(_grads(params), opt.init(params), params)
-  assert jax.tree.structure(u) == jax.tree.structure(_zeros(params))
-  new_p, _ = jax.jit(opt.step)(params, _grads(params), opt.init(params))
-  assert jax.tree.structure(new_p) == jax.tree.structure(params)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("fsdp",))
   specs = jax.tree.map(lambda _: jax.sharding.PartitionSpec(), params)
-  sharded_p, _ = jax.jit(opt.sharded_step(mesh, specs))(params, _grads(params), opt.init(params))
+
+  @jax.jit
+  def run(params, plain):
+    ref_u, _ = ref.update(_grads(plain), ref.init(plain), plain)
+    u, _ = opt.update(_grads(params), opt.init(params), params)
+    new_p, _ = opt.step(params, _grads(params), opt.init(params))
+    sharded_p, _ = opt.sharded_step(mesh, specs)(params, _grads(params), opt.init(params))
+    return ref_u, optax.apply_updates(plain, ref_u), u, new_p, sharded_p
+
+  ref_u, ref_p, u, new_p, sharded_p = run(params, plain)
+  assert jax.tree.structure(u) == jax.tree.structure(_zeros(params))
+  assert jax.tree.structure(new_p) == jax.tree.structure(params)
   for label, got, want in (
     ("update", u, ref_u),
     ("step", new_p, ref_p),
@@ -405,8 +420,8 @@ def test_compat_adamw_is_optax_adamw_given_the_annotation(tree):
   tx = compat.torch_adamw(LR, weight_decay=WD, mask=spec.mask_arg)
   ref = optax.adamw(LR, eps=1e-8, weight_decay=WD, mask=_oracle_mask(spec))
   plain = zoo.unboxed(params)
-  want, _ = ref.update(_grads(plain), ref.init(plain), plain)
-  got, _ = tx.update(_grads(params), tx.init(params), params)
+  want, _ = jax.jit(ref.update)(_grads(plain), ref.init(plain), plain)
+  got, _ = jax.jit(tx.update)(_grads(params), tx.init(params), params)
   for (path, a), (_, b) in zip(zoo.leaf_paths(got), zoo.leaf_paths(want), strict=True):
     np.testing.assert_allclose(
       np.asarray(a), np.asarray(b), rtol=_tolerance(np.asarray(b).dtype), atol=1e-6,

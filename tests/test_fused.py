@@ -472,3 +472,11 @@ def test_bit_identity_scope_float16_and_eager_apply():
   u, _ = jax.jit(opt.update)(grads, opt.init(params), params)
   chex.assert_trees_all_close(a, optax.apply_updates(params, u), rtol=1e-6, atol=1e-7)
   chex.assert_trees_all_equal(a, _optax_step(opt)(params, grads, opt.init(params))[0])
+
+
+def test_update_accepts_and_ignores_extra_arguments_like_optax_adamw():
+  params = {"w": jnp.linspace(-1.0, 1.0, 4)}
+  opt, ref = od.fused_adamw(1e-2, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)
+  u, _ = opt.update(params, opt.init(params), params, value=1.0, grad=params)
+  want, _ = ref.update(params, ref.init(params), params, value=1.0)
+  np.testing.assert_array_equal(u["w"], want["w"])

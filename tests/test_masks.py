@@ -436,3 +436,64 @@ def test_stacked_bad_arguments():
     od.decay_mask(stacked=[("layers/", 0)])
   with pytest.raises(ValueError, match=r"`stacked` says 'w' has 2 leading stacking axes"):
     od.decay_mask(stacked=[("w", 2)])({"w": jnp.ones(3)})
+
+
+# ----------------------------------------------------------------------------------------------
+# The edges of the mask builders: honoured, or refused naming the argument.
+
+
+def test_stacked_as_a_mapping_is_honoured():
+  params = {"moe": {"scale": jnp.ones((2, 2, 3))}, "dense": {"scale": jnp.ones((2, 3))}}
+  as_dict = od.decay_mask(exclude=(), min_ndim=2, stacked={"moe/": 2, "dense/": 1})(params)
+  as_pairs = od.decay_mask(exclude=(), min_ndim=2, stacked=[("moe/", 2), ("dense/", 1)])(params)
+  assert as_dict == as_pairs == {"moe": {"scale": False}, "dense": {"scale": False}}
+  # Without the 2, the stacked (2, 2, 3) scale would be read as 2-D per layer: decayed.
+  assert od.decay_mask(exclude=(), min_ndim=2, stacked="moe/")(params)["moe"]["scale"]
+
+
+def test_leaf_name_takes_path_strings_and_jax_key_paths():
+  from jax.tree_util import DictKey, GetAttrKey, SequenceKey
+
+  assert od.leaf_name("Dense_0/bias") == "bias"
+  assert od.leaf_name((DictKey("Dense_0"), DictKey("fc1.bias"))) == "bias"
+  assert od.leaf_name((GetAttrKey("linear"), GetAttrKey("weight"))) == "weight"
+  assert od.leaf_name((DictKey("layers"), SequenceKey(0))) is None
+  ((path, _),), _ = jax.tree_util.tree_flatten_with_path({"head": {"b": jnp.ones(2)}})
+  assert od.leaf_name(path) == "b"
+  with pytest.raises(TypeError, match="leaf_name: `names` must be a key path"):
+    od.leaf_name(3)
+
+
+def test_a_single_string_names_the_argument_and_suggests_its_own_form():
+  with pytest.raises(TypeError, match=r"`exclude_regex=\('LayerNorm',\)`"):
+    od.decay_mask(exclude_regex="LayerNorm")
+  with pytest.raises(TypeError, match=r"`exclude=\('bias',\)`"):
+    od.decay_mask(exclude="bias")
+
+
+def test_exclude_modules_typo_raises(eqx_block):
+  _, params = eqx_block
+  with pytest.raises(ValueError, match=r"names \['LayerNrom'\], but no class of that name"):
+    od.decay_mask(exclude_modules=("LayerNrom", "Embedding"))(params)
+  # A class that exists but that this model lacks is fine (a rule shared across models).
+  mask = od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embedding", "GroupNorm"))(params)
+  assert not mask.ln.weight and not mask.token_embeddings.weight
+
+
+def test_levanters_nnx_line_excludes_nnx_embed():
+  nnx = pytest.importorskip("flax.nnx", reason="flax is in the [test] extra")
+
+  class Model(nnx.Module):
+    def __init__(self, rngs):
+      self.embed = nnx.Embed(5, 3, rngs=rngs)
+      self.norm = nnx.LayerNorm(3, rngs=rngs)
+      self.head = nnx.Linear(3, 2, rngs=rngs)
+
+  model = Model(nnx.Rngs(0))
+  mask = od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embed"))(model)
+  assert {k: bool(v.get_value()) for k, v in mask["embed"].items()} == {"embedding": False}
+  assert bool(mask["head"]["kernel"].get_value())
+  table = od.diagnostics.describe_mask(model, od.bias_mask)  # the module, not its state
+  assert {r.path for r in table.rows} == {
+    "embed/embedding", "norm/scale", "norm/bias", "head/kernel", "head/bias"
+  }  # fmt: skip

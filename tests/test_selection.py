@@ -382,3 +382,54 @@ def test_frozen_by_optax_masked_around_the_whole_optimizer():
   out = _apply(right, params, grads)
   chex.assert_trees_all_equal(out["backbone"], params["backbone"])
   np.testing.assert_allclose(out["head"]["kernel"], 0.9 * params["head"]["kernel"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Optax parity at the edges of `mask=` (each a case a user hit from outside).
+
+
+def test_a_bool_over_an_empty_subtree_is_a_valid_prefix():
+  params = {"act": {}, "w": jnp.ones(2)}
+  for tx in (
+    od.decoupled_weight_decay(0.5, mask={"act": False, "w": True}),
+    optax.masked(optax.add_decayed_weights(0.5), {"act": False, "w": True}),
+  ):
+    u, _ = tx.update({"act": {}, "w": jnp.zeros(2)}, tx.init(params), params)
+    assert u["act"] == {}
+    np.testing.assert_allclose(np.abs(u["w"]), 0.5)
+
+
+@pytest.mark.parametrize(
+  ("leaf", "mult"),
+  [(jnp.bool_(True), 1.0), (jnp.asarray(False), 0.0), (jnp.float32(0.5), 0.5),
+   (np.asarray(0.5), 0.5), (np.bool_(True), 1.0), (np.float16(0.25), 0.25)],
+)  # fmt: skip
+def test_concrete_0d_numpy_and_jax_mask_leaves_are_their_value(leaf, mult):
+  params = {"w": jnp.ones(2)}
+  tx = od.decoupled_weight_decay(0.5, mask={"w": leaf})
+  u, _ = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+  np.testing.assert_allclose(u["w"], -0.5 * mult)
+
+
+def test_concrete_0d_leaves_keep_the_range_checks():
+  with pytest.raises(ValueError, match="multiplier must be finite and >= 0"):
+    od.decoupled_weight_decay(0.1, mask={"w": jnp.float32(-1.0)})
+  with pytest.raises(TypeError, match="one bool or float per leaf"):
+    od.decoupled_weight_decay(0.1, mask={"w": np.ones(2, bool)})
+  with pytest.raises(TypeError, match=r"For a multiplier write 1.0"):
+    od.decoupled_weight_decay(0.1, mask={"w": 1})
+
+
+def test_int_and_str_keys_that_print_alike_are_told_apart():
+  with pytest.raises(ValueError, match=r"parameter '0' \(keys \(0,\)\).*'0' \(keys \('0',\)\)"):
+    od.decoupled_weight_decay(0.1, mask={"0": True}).init({0: jnp.ones(2)})
+
+
+def test_a_python_float_param_is_decayed_as_optax_decays_it():
+  params = {"gain": 2.0, "w": jnp.ones(2)}
+  tx = od.decoupled_weight_decay(0.25)
+  u, _ = tx.update({"gain": 0.0, "w": jnp.zeros(2)}, tx.init(params), params)
+  ref, _ = optax.add_decayed_weights(0.25).update({"gain": 0.0, "w": jnp.zeros(2)}, None, params)
+  np.testing.assert_allclose(u["gain"], -ref["gain"])
+  with pytest.raises(TypeError, match=r"selects the leaf 'n' of type int"):
+    tx.init({"n": 3})

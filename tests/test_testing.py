@@ -64,3 +64,29 @@ def test_assert_not_equivalent():
 def test_trajectory_bad_steps():
   with pytest.raises(ValueError, match="trajectory: `steps`"):
     odt.trajectory(optax.sgd(0.1), PARAMS, grad_fn, 0)
+
+
+def test_compare_keeps_the_imaginary_part():
+  a = {"w": jnp.array([[1 + 1j], [2 + 2j]], jnp.complex64)}
+  b = {"w": jnp.array([[1 + 1j], [2 + 3j]], jnp.complex64)}
+  div = odt.compare(a, b, rtol=1e-6, atol=0.0)
+  assert (div.step, div.path) == (2, "w")
+  np.testing.assert_allclose(div.max_abs, 1.0)
+
+
+def test_equal_infinities_and_nans_are_equal_as_in_chex():
+  traj = {"w": jnp.array([[1.0, jnp.inf], [jnp.nan, -jnp.inf]])}
+  assert odt.compare(traj, traj, rtol=1e-6, atol=0.0).step is None
+  other = {"w": jnp.array([[1.0, jnp.inf], [jnp.nan, jnp.inf]])}
+  assert odt.compare(traj, other, rtol=1e-6, atol=0.0).step == 2
+  # An optimizer that overflows to inf is equivalent to itself.
+  blow_up = lambda w, step: -w  # gradient ascent on w**2 / 2 with lr 2: |w| triples each step
+  div = odt.assert_equivalent(optax.sgd(2.0), optax.sgd(2.0), jnp.array(1e37), blow_up, steps=3)
+  assert div.step is None
+
+
+def test_steps_may_be_a_numpy_integer():
+  out = odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, np.int64(3))
+  np.testing.assert_allclose(out, [0.5, 0.25, 0.125])
+  with pytest.raises(ValueError, match="`steps` must be a positive int"):
+    odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, True)

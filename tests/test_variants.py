@@ -272,3 +272,19 @@ def test_proximal_rejects_mismatched_mask():
   tx = od.proximal_weight_decay(0.1, mask={"v": True})
   with pytest.raises(ValueError, match="proximal_weight_decay: `mask` does not match"):
     tx.init({"w": jnp.ones(2)})
+
+
+def test_cautious_gates_complex_leaves_on_the_real_inner_product():
+  """A complex weight moves toward zero when Re(u conj(w)) < 0, whatever the signs of the
+  parts: both directions of motion, against the definition in complex128."""
+  w = np.array([1j, 1j, 1 + 1j, 1 + 1j, -2.0, 3 - 1j])
+  u = np.array([1.0, -1j, -1.0 + 0.5j, 0.1j, 1j, -3 + 1j])  # 0, toward, toward, away, 0, toward
+  inner = np.real(u * np.conj(w))
+  want = u - 0.5 * np.where(inner <= 0, w, 0)
+  tx = od.decoupled_weight_decay(0.5, cautious=True)
+  got, _ = tx.update(
+    {"w": jnp.asarray(u, jnp.complex64)}, tx.init({"w": w}), {"w": jnp.asarray(w, jnp.complex64)}
+  )
+  np.testing.assert_allclose(got["w"], want, rtol=1e-6)
+  # Away from zero (the 4th entry): not decayed; a sign-by-parts gate would have decayed it.
+  assert inner[3] > 0 and got["w"][3] == jnp.complex64(u[3])

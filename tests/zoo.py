@@ -374,7 +374,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Specimen:
   """The zoo tree ``name``; skips when its framework is missing."""
-  for family, (module, _) in _FAMILIES.items():
+  for family in _FAMILIES:
     for s in family_specimens(family):
       if s.name == name:
         return s

@@ -10,7 +10,6 @@ from optaxdecay.compat._common import (
   check_betas,
   check_torch_nesterov,
   decay,
-  is_zero,
   lion_step,
   value_at_step0,
 )

@@ -14,7 +14,6 @@ from optaxdecay import _hparams, _selection, _tree
 from optaxdecay.compat._common import (
   check_moments,
   check_torch_nesterov,
-  is_zero,
   momentum_trace,
 )
 

@@ -12,7 +12,6 @@ from optaxdecay.compat._common import (
   check_betas,
   check_torch_nesterov,
   decay,
-  is_zero,
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
