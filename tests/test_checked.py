@@ -105,7 +105,7 @@ def test_fused_adamw_is_checked_in_update_and_step():
     tx = od.checked(optax.inject_hyperparams(od.fused_adamw)(1e-2, weight_decay=0.1, l2=0.1))
     state = tx.init(PARAMS)
     state.hyperparams[arg] = jnp.asarray(bad)
-    err, _ = checkify.checkify(jax.jit(lambda s: tx.update(PARAMS, s, PARAMS)))(state)
+    err, _ = checkify.checkify(jax.jit(lambda s, tx=tx: tx.update(PARAMS, s, PARAMS)))(state)
     with pytest.raises(checkify.JaxRuntimeError, match=f"fused_adamw: `{arg}` must be finite"):
       err.throw()
   sched = lambda count: 0.1 - 0.2 * count  # negative from step 1

@@ -427,3 +427,73 @@ def test_compat_adamw_is_optax_adamw_given_the_annotation(tree):
       np.asarray(a), np.asarray(b), rtol=_tolerance(np.asarray(b).dtype), atol=1e-6,
       err_msg=f"{tree}: torch_adamw at {path}",
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawn nestings: the generic properties on trees nobody wrote down.
+
+hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the [test] extra")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_DTYPES = (jnp.float32, jnp.float16, jnp.bfloat16, jnp.complex64)
+_NAMES = ("kernel", "bias", "b", "w", "scale", "offset", "embedding", "fc.bias", "x")
+
+
+def _leaf_strategy():
+  shapes = st.sampled_from([(), (2,), (2, 3), (1, 2, 2)])
+  return st.one_of(
+    st.none(),
+    st.builds(
+      lambda shape, dtype, seed: jnp.asarray(
+        np.random.default_rng(seed).normal(size=shape) + 0.5, dtype
+      ),
+      shapes,
+      st.sampled_from(_DTYPES),
+      st.integers(0, 2**16),
+    ),
+  )
+
+
+def _trees():
+  return st.recursive(
+    _leaf_strategy(),
+    lambda kids: st.one_of(
+      st.dictionaries(st.sampled_from(_NAMES), kids, max_size=3),
+      st.lists(kids, max_size=3),
+      st.lists(kids, max_size=3).map(tuple),
+      st.builds(zoo.Pair, kids, kids),
+    ),
+    max_leaves=6,
+  ).filter(lambda t: isinstance(t, (dict, list, tuple)))  # a container at the root
+
+
+def _written_bias_rule(names: tuple, leaf: Any) -> bool:
+  """``bias_mask``'s rule as the docs write it, on JAX's own key path (not optaxdecay's walk)."""
+  last = names[-1] if names else None
+  ndim = np.ndim(leaf)
+  if isinstance(last, jax.tree_util.SequenceKey) or last is None:
+    return ndim > 1
+  name = str(getattr(last, "key", getattr(last, "name", last))).replace("/", ".").split(".")[-1]
+  return not (name in ("bias", "offset") or (name == "b" and ndim <= 1))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(tree=_trees(), rate=st.sampled_from([0.0625, 0.25, 0.5]), mult=st.sampled_from([0.5, 2.0]))
+def test_drawn_trees_select_by_the_written_rule_and_decay_by_rate_times_multiplier(
+  tree, rate, mult
+):
+  pairs, _ = jax.tree_util.tree_flatten_with_path(tree)
+  want = {jax.tree_util.keystr(p): _written_bias_rule(p, x) for p, x in pairs}
+  got_mask = od.bias_mask(tree)
+  got = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_flatten_with_path(got_mask)[0]}
+  assert got == want
+  # Zero gradient: -rate * mult * w on the selected leaves, exactly, and None/empty kept.
+  mults = jax.tree.map(lambda m: mult if m else 0.0, got_mask)
+  tx = od.decoupled_weight_decay(rate, mask=mults if mult * rate < 1 else got_mask)
+  m_eff = mult if mult * rate < 1 else 1.0
+  u, _ = tx.update(_zeros(tree), tx.init(tree), tree)
+  assert jax.tree.structure(u) == jax.tree.structure(_zeros(tree))
+  for (p, w), (_, x) in zip(pairs, jax.tree_util.tree_flatten_with_path(u)[0], strict=True):
+    expected = -rate * m_eff * np.asarray(w, np.complex128) if want[jax.tree_util.keystr(p)] else 0
+    np.testing.assert_allclose(np.asarray(x, np.complex128), expected, rtol=_tolerance(w.dtype))
