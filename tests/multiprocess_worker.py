@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--port", type=int, default=0)
   p.add_argument("--local-devices", type=int, default=8)
   p.add_argument("--mesh", default="2x4", help="data x fsdp")
-  p.add_argument("--optimizer", default="adamw")
+  p.add_argument("--optimizer", default="adamw", help="one name, or several, comma-separated")
   p.add_argument(
     "--mode", default="train", choices=["train", "deterministic", "elementwise", "die"]
   )
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--save-at", type=int, default=-1)
   p.add_argument("--ckpt", default="")
   p.add_argument("--restore", default="")
-  p.add_argument("--out", default="")
+  p.add_argument("--out", default="", help="a .npz file; a folder for several optimizers")
   return p.parse_args()
 
 
@@ -189,8 +189,18 @@ def check_same_on_every_process(what: str, text: str) -> None:
 
 
 def main() -> None:
+  """Each optimizer in turn, in this one process (one JAX start for several checks)."""
+  names = ARGS.optimizer.split(",")
+  for name in names:
+    out = ARGS.out if len(names) == 1 or not ARGS.out else os.path.join(ARGS.out, f"{name}.npz")
+    run(name, out)
+  if ARGS.num_processes > 1:
+    jax.distributed.shutdown()
+
+
+def run(name: str, out: str) -> None:
   m = mesh()
-  mask, make = OPTIMIZERS[ARGS.optimizer]
+  mask, make = OPTIMIZERS[name]
   tx = make(mask)
   hp = host_params()
   sh = jax.tree.map(lambda s: NamedSharding(m, s), specs(hp))
@@ -246,17 +256,15 @@ def main() -> None:
       ckpt.wait_until_finished()
 
   host = gather({"params": params, "state": state})
-  if ARGS.out and jax.process_index() == 0:
+  if out and jax.process_index() == 0:
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(host)}
-    np.savez(ARGS.out, **flat)
+    np.savez(out, **flat)
   print(
     f"OK process {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
     f"mesh {dict(m.shape)}; mask identical on every process; state sharded like the params; "
-    "no collectives in the optimizer update",
+    f"no collectives in the optimizer update ({name})",
     flush=True,
   )
-  if ARGS.num_processes > 1:
-    jax.distributed.shutdown()
 
 
 if __name__ == "__main__":
