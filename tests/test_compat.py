@@ -1579,3 +1579,67 @@ def test_new_optimizers_inside_optax_masked_act_on_the_selected_leaves_alone(nam
   np.testing.assert_allclose(together["dense"]["kernel"], alone["dense"]["kernel"], atol=1e-6)
   # optax.masked passes the raw gradient through for the bias: params + cos(...) each step.
   assert not np.allclose(together["dense"]["bias"][-1], 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hyperparameters and shapes the picked cases never tried (found by drawn-hyperparameter runs).
+
+
+def test_torch_adafactor_with_beta2_decay_0_is_exact_at_the_lerp_end(torch):
+  """beta2_decay=0 makes the second-moment weight 1: torch's lerp gives g**2 exactly, where
+  ``v + 1 * (g**2 - v)`` cancels to 0 for g**2 << v (and the clamp then blows up the step)."""
+  params = {"w": np.array([1.0, -1.0], np.float32)}
+  grads = [np.array([1.0, 1.0], np.float32), np.array([1e-4, 1.0], np.float32)]
+  kw = dict(lr=0.01, beta2_decay=0.0)
+  tp = torch.nn.Parameter(torch.tensor(params["w"]))
+  opt = torch.optim.Adafactor([tp], **kw)
+  tx = compat.torch_adafactor(**kw)
+  p, state = {"w": jnp.asarray(params["w"])}, None
+  state = tx.init(p)
+  for g in grads:
+    tp.grad = torch.from_numpy(g)
+    opt.step()
+    u, state = tx.update({"w": jnp.asarray(g)}, state, p)
+    p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(p["w"], tp.detach().numpy(), rtol=0, atol=1e-6)
+
+
+def test_keras_adafactor_takes_a_0d_parameter_like_keras(keras):
+  params = {"s": np.float32(0.7), "w": np.ones((2, 3), np.float32)}
+  shapes = {"s": (), "w": (2, 3)}
+  rng = np.random.default_rng(3)
+  noise = {k: rng.normal(size=(STEPS, *s)).astype(np.float32) for k, s in shapes.items()}
+  grad_np = lambda p, step: {k: p[k] + noise[k][step] for k in p}
+  grad_fn = lambda p, step: {k: p[k] + jnp.asarray(noise[k])[step] for k in p}
+  ref = _keras_traj(keras, keras.optimizers.Adafactor(0.05, weight_decay=0.1), params, grad_np)
+  _check(
+    "keras Adafactor 0-d",
+    _ours(compat.keras_adafactor(0.05, weight_decay=0.1), params, grad_fn),
+    ref,
+    ATOL32,
+  )
+
+
+@pytest.mark.parametrize(
+  ("factory", "kwargs", "message"),
+  [
+    (compat.torch_sgd, dict(momentum=0.9, nesterov="yes"), "torch_sgd: `nesterov` must be a bool"),
+    (compat.keras_sgd, dict(momentum=0.9, nesterov="yes"), "keras_sgd: `nesterov` must be a bool"),
+    (compat.composer_sgdw, dict(lr=0.1, nesterov="yes"), "composer_sgdw: `nesterov` must be a bool"),
+    (compat.tfa_sgdw, dict(weight_decay=0.1, nesterov="yes"), "tfa_sgdw: `nesterov` must be a bool"),
+    (compat.keras_adafactor, dict(clip_threshold=0), "keras_adafactor: `clip_threshold` must be > 0"),
+    (compat.keras_adafactor, dict(beta_2_decay=0.5), "keras_adafactor: `beta_2_decay` must be <= 0"),
+    (compat.keras_adafactor, dict(epsilon_1=-1.0), "keras_adafactor: `epsilon_1` must be >= 0"),
+    (compat.keras_muon, dict(momentum=1.0), "keras_muon: `momentum` must be < 1"),
+    (compat.keras_muon, dict(ns_steps=0), "keras_muon: `ns_steps` must be a positive int"),
+    (compat.keras_muon, dict(muon_a="x"), "keras_muon: `muon_a` must be a float"),
+    (
+      compat.moonlight_muon,
+      dict(learning_rate=0.1, adam_betas=(1.0, 0.95)),
+      r"moonlight_muon: `adam_betas\[0\]` must be < 1",
+    ),
+  ],
+)  # fmt: skip
+def test_errors_name_the_function_called_and_the_argument_passed(factory, kwargs, message):
+  with pytest.raises((TypeError, ValueError), match=message):
+    factory(**kwargs)

@@ -19,17 +19,21 @@ from optaxdecay._transforms import decay_transform
 ScalarOrSchedule: TypeAlias = optax.ScalarOrSchedule
 
 
-def check_betas(fn: str, betas: Any, *, one: bool = False) -> tuple[Any, Any]:
-  """PyTorch's ``betas=(beta1, beta2)``, each in ``[0, 1)`` (``[0, 1]`` with ``one``: Lion)."""
+def check_betas(fn: str, betas: Any, *, one: bool = False, name: str = "betas") -> tuple[Any, Any]:
+  """PyTorch's ``betas=(beta1, beta2)``, each in ``[0, 1)`` (``[0, 1]`` with ``one``: Lion).
+
+  ``name`` is the argument as the caller spells it (``adam_betas`` in ``moonlight_muon``).
+  """
   if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-    raise TypeError(f"{fn}: `betas` must be a pair (beta1, beta2), got {betas!r}.")
+    raise TypeError(f"{fn}: `{name}` must be a pair (beta1, beta2), got {betas!r}.")
   for i in (0, 1):
-    _hparams.check_number(betas[i], fn=fn, arg=f"betas[{i}]", high=1.0, high_inclusive=one)
+    _hparams.check_number(betas[i], fn=fn, arg=f"{name}[{i}]", high=1.0, high_inclusive=one)
   return betas[0], betas[1]
 
 
 def check_torch_nesterov(fn: str, nesterov: bool, momentum: Any, dampening: Any) -> None:
   """PyTorch's rule: Nesterov momentum needs ``momentum > 0`` and no dampening."""
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   if nesterov and (is_zero(momentum) or not is_zero(dampening)):
     raise ValueError(f"{fn}: `nesterov=True` requires `momentum > 0` and `dampening == 0`.")
 

@@ -20,6 +20,8 @@ from optaxdecay.compat._common import (
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
+  check_keras_adafactor,
+  check_muon,
   scale_by_keras_adafactor,
   scale_by_keras_adam,
   scale_by_keras_adamax,
@@ -89,6 +91,7 @@ def keras_sgd(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_sgd"
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
@@ -686,6 +689,10 @@ def keras_muon(
     wd_adam = adam_weight_decay  # (check_number gives None for an injected, traced value)
   patterns = _check_patterns(fn, exclude_layers)
   _hparams.check_bool(exclude_embeddings, fn=fn, arg="exclude_embeddings")
+  names = ("muon_a", "muon_b", "muon_c")
+  check_muon(
+    fn, momentum, nesterov, (muon_a, muon_b, muon_c), 0.0, ns_steps, None, coefficient_names=names
+  )
   _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_number(adam_lr_ratio, fn=fn, arg="adam_lr_ratio", low_inclusive=False)
   if rms_rate is not None:
@@ -843,6 +850,7 @@ def keras_adafactor(
   """
   fn = "keras_adafactor"
   _hparams.check_bool(relative_step, fn=fn, arg="relative_step")
+  check_keras_adafactor(fn, beta_2_decay, epsilon_1, epsilon_2, clip_threshold)
   wd = keras_weight_decay(fn, weight_decay)
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:

@@ -76,7 +76,7 @@ def moonlight_muon(
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0)
   _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_count(ns_steps, fn=fn, arg="ns_steps")
-  b1, b2 = check_betas(fn, adam_betas)
+  b1, b2 = check_betas(fn, adam_betas, name="adam_betas")
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_bool(cautious, fn=fn, arg="cautious")
   muon = optax.contrib.muon(

@@ -4,6 +4,7 @@ Keras' "epsilon hat" Adam."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -509,6 +510,14 @@ def scale_by_torch_radam(
   return optax.GradientTransformation(_init_adam_state, update_fn)
 
 
+def _lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
+  """``torch.lerp``: exact at both ends (``weight = 1`` gives ``end``, not ``start + (end -
+  start)``, which cancels to 0 when ``end`` is far below ``start``)."""
+  return jnp.where(
+    weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight)
+  ).astype(start.dtype)
+
+
 def radam_switch_step(b2: float) -> int | None:
   """The first step ``t`` at which PyTorch's RAdam rectifies: ``rho_t > 5``, in float64.
 
@@ -687,11 +696,11 @@ def scale_by_torch_adafactor(
     for g, p, r, c, v in zip(leaves, p_leaves, r_leaves, c_leaves, v_leaves, strict=True):
       e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
       if p.ndim > 1:
-        r = r + w * (jnp.mean(g * g, axis=-1, keepdims=True) - r)
-        c = c + w * (jnp.mean(g * g, axis=-2, keepdims=True) - c)
+        r = _lerp(r, jnp.mean(g * g, axis=-1, keepdims=True), w)
+        c = _lerp(c, jnp.mean(g * g, axis=-2, keepdims=True), w)
         var = (r @ c) / jnp.maximum(jnp.mean(r, axis=-2, keepdims=True), e1)
       else:
-        v = v + w * (g * g - v)
+        v = _lerp(v, g * g, w)
         var = v
       u = g * jax.lax.rsqrt(jnp.maximum(var, e1 * e1))
       alpha = jnp.maximum(eps2, jnp.sqrt(jnp.mean(jnp.square(p)))) * rho
@@ -813,14 +822,17 @@ def check_muon(
   eps: Any,
   ns_steps: Any,
   adjust_lr_fn: Any,
+  *,
+  coefficient_names: tuple[str, str, str] | None = None,
 ) -> None:
-  """``torch.optim.Muon``'s argument rules."""
+  """``torch.optim.Muon``'s argument rules; ``coefficient_names``: the caller's a, b, c."""
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0)
   _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   if not isinstance(ns_coefficients, (tuple, list)) or len(ns_coefficients) != 3:
     raise TypeError(f"{fn}: `ns_coefficients` must be three numbers (a, b, c).")
-  for i, value in enumerate(ns_coefficients):
-    _hparams.check_number(value, fn=fn, arg=f"ns_coefficients[{i}]", low=None)
+  names = coefficient_names or tuple(f"ns_coefficients[{i}]" for i in range(3))
+  for name, value in zip(names, ns_coefficients, strict=True):
+    _hparams.check_number(value, fn=fn, arg=name, low=None)
   _hparams.check_number(eps, fn=fn, arg="eps")
   if _hparams.check_count(ns_steps, fn=fn, arg="ns_steps") >= 100:
     raise ValueError(f"{fn}: `ns_steps` must be < 100 (as in PyTorch), got {ns_steps}.")
@@ -981,6 +993,18 @@ def scale_by_keras_lamb(
   return optax.GradientTransformation(_init_adam_state, update_fn)
 
 
+def check_keras_adafactor(
+  fn: str, beta_2_decay: Any, epsilon_1: Any, epsilon_2: Any, clip_threshold: Any
+) -> None:
+  """Keras' Adafactor argument rules, with the caller's name in every message."""
+  _hparams.check_number(
+    beta_2_decay, fn=fn, arg="beta_2_decay", low=None, high=0.0, high_inclusive=True
+  )
+  _hparams.check_number(epsilon_1, fn=fn, arg="epsilon_1")
+  _hparams.check_number(epsilon_2, fn=fn, arg="epsilon_2")
+  _hparams.check_number(clip_threshold, fn=fn, arg="clip_threshold", low_inclusive=False)
+
+
 def scale_by_keras_adafactor(
   lr: optax.ScalarOrSchedule = 1e-3,
   beta_2_decay: float = -0.8,
@@ -1034,23 +1058,19 @@ def scale_by_keras_adafactor(
   """
   fn = "scale_by_keras_adafactor"
   _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
-  _hparams.check_number(
-    beta_2_decay, fn=fn, arg="beta_2_decay", low=None, high=0.0, high_inclusive=True
-  )
-  _hparams.check_number(epsilon_1, fn=fn, arg="epsilon_1")
-  _hparams.check_number(epsilon_2, fn=fn, arg="epsilon_2")
-  _hparams.check_number(clip_threshold, fn=fn, arg="clip_threshold", low_inclusive=False)
+  check_keras_adafactor(fn, beta_2_decay, epsilon_1, epsilon_2, clip_threshold)
   _hparams.check_scalar_or_schedule(shrink, fn=fn, arg="shrink")
   selection = _selection.selection(mask, fn=fn)
 
   def init_fn(params: optax.Params) -> TorchAdafactorState:
-    def factored(p: jax.Array, shape: tuple[int, ...]) -> jax.Array | None:
-      return jnp.zeros(shape, p.dtype) if p.ndim > 1 else None
+    def factored(p: jax.Array, shape: Callable[[tuple[int, ...]], tuple[int, ...]]) -> Any:
+      # (the shape is computed only for matrices: a 0-d or 1-d leaf is not factored)
+      return jnp.zeros(shape(p.shape), p.dtype) if p.ndim > 1 else None
 
     return TorchAdafactorState(
       jnp.zeros([], jnp.int32),
-      jax.tree.map(lambda p: factored(p, p.shape[:-1]), params),
-      jax.tree.map(lambda p: factored(p, (*p.shape[:-2], p.shape[-1])), params),
+      jax.tree.map(lambda p: factored(p, lambda s: s[:-1]), params),
+      jax.tree.map(lambda p: factored(p, lambda s: (*s[:-2], s[-1])), params),
       jax.tree.map(lambda p: None if p.ndim > 1 else jnp.zeros_like(p), params),
     )
 

@@ -121,6 +121,7 @@ def tfa_sgdw(
     TF-Addons ``weight_decay_optimizers.py`` (``SGDW``); tf.keras (v2) ``SGD``.
   """
   fn = "tfa_sgdw"
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_scalar_or_schedule(learning_rate, fn=fn, arg="learning_rate")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   return optax.chain(
