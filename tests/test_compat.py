@@ -1625,10 +1625,26 @@ def test_keras_adafactor_takes_a_0d_parameter_like_keras(keras):
   [
     (compat.torch_sgd, dict(momentum=0.9, nesterov="yes"), "torch_sgd: `nesterov` must be a bool"),
     (compat.keras_sgd, dict(momentum=0.9, nesterov="yes"), "keras_sgd: `nesterov` must be a bool"),
-    (compat.composer_sgdw, dict(lr=0.1, nesterov="yes"), "composer_sgdw: `nesterov` must be a bool"),
-    (compat.tfa_sgdw, dict(weight_decay=0.1, nesterov="yes"), "tfa_sgdw: `nesterov` must be a bool"),
-    (compat.keras_adafactor, dict(clip_threshold=0), "keras_adafactor: `clip_threshold` must be > 0"),
-    (compat.keras_adafactor, dict(beta_2_decay=0.5), "keras_adafactor: `beta_2_decay` must be <= 0"),
+    (
+      compat.composer_sgdw,
+      dict(lr=0.1, nesterov="yes"),
+      "composer_sgdw: `nesterov` must be a bool",
+    ),
+    (
+      compat.tfa_sgdw,
+      dict(weight_decay=0.1, nesterov="yes"),
+      "tfa_sgdw: `nesterov` must be a bool",
+    ),
+    (
+      compat.keras_adafactor,
+      dict(clip_threshold=0),
+      "keras_adafactor: `clip_threshold` must be > 0",
+    ),
+    (
+      compat.keras_adafactor,
+      dict(beta_2_decay=0.5),
+      "keras_adafactor: `beta_2_decay` must be <= 0",
+    ),
     (compat.keras_adafactor, dict(epsilon_1=-1.0), "keras_adafactor: `epsilon_1` must be >= 0"),
     (compat.keras_muon, dict(momentum=1.0), "keras_muon: `momentum` must be < 1"),
     (compat.keras_muon, dict(ns_steps=0), "keras_muon: `ns_steps` must be a positive int"),
@@ -1639,7 +1655,7 @@ def test_keras_adafactor_takes_a_0d_parameter_like_keras(keras):
       r"moonlight_muon: `adam_betas\[0\]` must be < 1",
     ),
   ],
-)  # fmt: skip
+)
 def test_errors_name_the_function_called_and_the_argument_passed(factory, kwargs, message):
   with pytest.raises((TypeError, ValueError), match=message):
     factory(**kwargs)
