@@ -1659,3 +1659,20 @@ def test_keras_adafactor_takes_a_0d_parameter_like_keras(keras):
 def test_errors_name_the_function_called_and_the_argument_passed(factory, kwargs, message):
   with pytest.raises((TypeError, ValueError), match=message):
     factory(**kwargs)
+
+
+def test_torch_muon_below_the_normalization_floor_divides_by_eps_in_bfloat16(torch):
+  """A momentum of Frobenius norm 2.4e-8 < eps: torch divides by clamp(norm, eps) *in
+  bfloat16*; one Newton-Schulz call on such a 4x3 matrix, against torch's own."""
+  from torch.optim._muon import _zeropower_via_newtonschulz
+
+  rng = np.random.default_rng(0)
+  g = rng.normal(size=(4, 3)).astype(np.float32)
+  g *= 2.4e-8 / np.linalg.norm(g)
+  coeffs, eps = (3.4445, -4.775, 2.0315), 1e-7
+  want = _zeropower_via_newtonschulz(torch.from_numpy(g), coeffs, 5, eps).float().numpy()
+  # The direction of one step with momentum 0 and no lr ratio: exactly the orthogonalized g.
+  tx = compat.scale_by_torch_muon(momentum=0.0, nesterov=False, eps=eps)
+  u, _ = tx.update({"w": jnp.asarray(g)}, tx.init({"w": jnp.asarray(g)}))
+  ratio = max(1.0, 4 / 3) ** 0.5  # torch's "original" adjust_lr_fn, folded into the direction
+  np.testing.assert_allclose(np.asarray(u["w"]) / ratio, want, rtol=0, atol=1e-6)

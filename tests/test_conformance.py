@@ -114,15 +114,8 @@ def _prefix(params: Any, first: Any, rest: Any) -> Any:
 
 def _per_leaf(spec: zoo.Specimen, fn: Callable[[str, Any], Any]) -> Any:
   """``fn(path, leaf)`` over the unboxed params (the oracle's own walk of the tree)."""
-
-  def part(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        return str(getattr(k, attr))
-    return str(k)
-
   return jax.tree_util.tree_map_with_path(
-    lambda path, leaf: fn("/".join(part(k) for k in path), leaf), zoo.unboxed(spec.params)
+    lambda path, leaf: fn(zoo.path_string(path), leaf), zoo.unboxed(spec.params)
   )
 
 

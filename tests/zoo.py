@@ -66,9 +66,8 @@ def unboxed(tree: Any) -> Any:
   return jax.tree.map(strip, tree, is_leaf=wrapped)
 
 
-def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
-  """``[(path, leaf)]`` of the present leaves of the unboxed ``tree``, written independently
-  of optaxdecay: JAX's own key paths joined with ``/``."""
+def path_string(path: Any) -> str:
+  """A JAX key path as ``'a/b'``, written independently of optaxdecay's own walk."""
 
   def part(k: Any) -> str:
     for attr in ("key", "name", "idx"):
@@ -76,8 +75,13 @@ def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
         return str(getattr(k, attr))
     return str(k)
 
+  return "/".join(part(k) for k in path)
+
+
+def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
+  """``[(path, leaf)]`` of the present leaves of the unboxed ``tree`` (JAX's key paths)."""
   pairs, _ = jax.tree_util.tree_flatten_with_path(unboxed(tree))
-  return [("/".join(part(k) for k in path), leaf) for path, leaf in pairs]
+  return [(path_string(path), leaf) for path, leaf in pairs]
 
 
 def _w(rng: np.random.Generator, *shape: int, dtype: Any = jnp.float32) -> jax.Array:

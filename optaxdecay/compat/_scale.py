@@ -777,7 +777,9 @@ def scale_by_torch_muon(
     x = bf16(u.astype(jnp.float32))
     tall = x.shape[0] > x.shape[1]
     x = x.T if tall else x
-    x = bf16(x / jnp.maximum(bf16(jnp.sqrt(jnp.sum(x * x))), eps))
+    # torch: a bfloat16 norm, clamped in bfloat16 (so below the floor the divisor is eps
+    # rounded to bfloat16, not eps).
+    x = bf16(x / bf16(jnp.maximum(bf16(jnp.sqrt(jnp.sum(x * x))), eps)))
     dot = lambda p, q: jnp.dot(p, q, precision=jax.lax.Precision.HIGHEST)
     for _ in range(ns_steps):
       gram = bf16(dot(x, x.T))
