@@ -1676,3 +1676,40 @@ def test_torch_muon_below_the_normalization_floor_divides_by_eps_in_bfloat16(tor
   u, _ = tx.update({"w": jnp.asarray(g)}, tx.init({"w": jnp.asarray(g)}))
   ratio = max(1.0, 4 / 3) ** 0.5  # torch's "original" adjust_lr_fn, folded into the direction
   np.testing.assert_allclose(np.asarray(u["w"]) / ratio, want, rtol=0, atol=1e-6)
+
+
+MAXIMIZING = {
+  "SGD": (compat.torch_sgd, dict(lr=0.05, momentum=0.9, weight_decay=0.1)),
+  "RMSprop": (compat.torch_rmsprop, dict(lr=0.01, momentum=0.5, weight_decay=0.1)),
+  "Adagrad": (compat.torch_adagrad, dict(lr=0.05, lr_decay=0.01, weight_decay=0.1)),
+  "Adamax": (compat.torch_adamax, dict(lr=0.02, weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("name", list(MAXIMIZING))
+def test_torch_maximize_matches_pytorch(torch, name):
+  """``maximize=True``: PyTorch negates the gradient before everything, L2 included."""
+  factory, kw = MAXIMIZING[name]
+  params, grad_np, grad_fn = _problem()
+  neg_np = lambda p, step: {k: -v for k, v in grad_np(p, step).items()}  # ascent stays bounded
+  neg_fn = lambda p, step: {k: -v for k, v in grad_fn(p, step).items()}
+  opt = lambda tp: getattr(torch.optim, name)(tp.values(), **kw, maximize=True)
+  ref = _torch_traj(torch, opt, params, neg_np)
+  _check(f"torch {name} maximize", _ours(factory(**kw, maximize=True), params, neg_fn), ref, ATOL32)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_keras_amsgrad_matches_keras(keras, name):
+  params, base_np, base_fn = _problem()
+  # Large gradients first, small ones after: the running max of v then differs from v.
+  big = lambda step: 3.0 if step < 5 else 0.1
+  grad_np = lambda p, step: {k: big(step) * v for k, v in base_np(p, step).items()}
+  grad_fn = lambda p, step: {
+    k: jnp.where(step < 5, 3.0, 0.1) * v for k, v in base_fn(p, step).items()
+  }
+  kw = dict(learning_rate=0.02, weight_decay=0.1, amsgrad=True)
+  ref = _keras_traj(keras, getattr(keras.optimizers, name)(**kw), params, grad_np)
+  factory = compat.keras_adam if name == "Adam" else compat.keras_adamw
+  _check(f"keras {name} amsgrad", _ours(factory(**kw), params, grad_fn), ref, ATOL32)
+  plain = _ours(factory(**dict(kw, amsgrad=False)), params, grad_fn)
+  assert _max_err(plain, ref) > 10 * ATOL32  # the flag changes the trajectory here

@@ -69,6 +69,7 @@ from optaxdecay.compat._moonlight import moonlight_muon
 from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
 from optaxdecay.compat._scale import (
   ScaleByKerasAdamState,
+  ScaleByKerasAmsgradState,
   ScaleByTorchAmsgradState,
   ScaleByTorchNadamState,
   TorchAdafactorState,
@@ -103,6 +104,7 @@ from optaxdecay.compat._torch import (
 
 __all__ = [
   "ScaleByKerasAdamState",
+  "ScaleByKerasAmsgradState",
   "ScaleByTorchAmsgradState",
   "ScaleByTorchNadamState",
   "TorchAdafactorState",

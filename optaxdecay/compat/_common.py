@@ -38,6 +38,12 @@ def check_torch_nesterov(fn: str, nesterov: bool, momentum: Any, dampening: Any)
     raise ValueError(f"{fn}: `nesterov=True` requires `momentum > 0` and `dampening == 0`.")
 
 
+def maximize_sign(fn: str, maximize: Any) -> optax.GradientTransformation:
+  """PyTorch's ``maximize=True``: the gradient is negated first (``optax.scale(-1)``)."""
+  _hparams.check_bool(maximize, fn=fn, arg="maximize")
+  return optax.scale(-1.0) if maximize else optax.identity()
+
+
 def is_zero(value: Any) -> bool:
   """A concrete zero (Python or NumPy/JAX scalar, not traced)."""
   if value is None:

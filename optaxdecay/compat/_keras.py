@@ -107,6 +107,7 @@ def keras_adam(
   epsilon: float = 1e-7,
   weight_decay: float | None = None,
   *,
+  amsgrad: bool = False,
   mask: _selection.MaskArg = None,
   gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformation:
@@ -129,6 +130,8 @@ def keras_adam(
     beta_2: :math:`\beta_2 \in [0, 1)`.
     epsilon: :math:`\hat\epsilon \ge 0`; Keras' default ``1e-7``.
     weight_decay: :math:`\lambda \ge 0` or ``None`` (no decay).
+    amsgrad: Keras' AMSGrad (keyword-only here: Keras' positional order puts it before
+      ``weight_decay``).
     mask: leaves that are decayed; ``None`` selects all.
     gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
       with the mean gradient (``optax.MultiSteps``, with the schedule on Keras' call count).
@@ -162,6 +165,7 @@ def keras_adam(
     weight_decay,
     mask,
     gradient_accumulation_steps,
+    amsgrad,
   )
 
 
@@ -174,12 +178,15 @@ def _keras_adam(
   weight_decay: float | None,
   mask: _selection.MaskArg,
   accumulation: int | None,
+  amsgrad: bool = False,
 ) -> optax.GradientTransformation:
   check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
+  _hparams.check_bool(amsgrad, fn=fn, arg="amsgrad")
 
   def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.chain(
-      scale_by_keras_adam(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)
+      scale_by_keras_adam(beta_1, beta_2, epsilon, amsgrad=amsgrad),
+      optax.scale_by_learning_rate(lr),
     )
 
   return _keras(fn, learning_rate, weight_decay, mask, accumulation, step)
@@ -245,6 +252,7 @@ def keras_adamw(
   beta_1: float = 0.9,
   beta_2: float = 0.999,
   epsilon: float = 1e-7,
+  amsgrad: bool = False,
   *,
   mask: _selection.MaskArg = None,
   gradient_accumulation_steps: int | None = None,
@@ -270,6 +278,7 @@ def keras_adamw(
     beta_1: :math:`\beta_1 \in [0, 1)`.
     beta_2: :math:`\beta_2 \in [0, 1)`.
     epsilon: :math:`\hat\epsilon \ge 0`.
+    amsgrad: Keras' AMSGrad (the running maximum of the raw second moment).
     mask: leaves that are decayed (Keras' ``exclude_from_weight_decay``);
       ``None`` selects all.
     gradient_accumulation_steps: Keras' gradient accumulation: update on every ``n``-th call
@@ -305,6 +314,7 @@ def keras_adamw(
     weight_decay,
     mask,
     gradient_accumulation_steps,
+    amsgrad,
   )
 
 

@@ -122,8 +122,24 @@ class ScaleByKerasAdamState(NamedTuple):
   nu: optax.Updates
 
 
+class ScaleByKerasAmsgradState(NamedTuple):
+  """State of :func:`scale_by_keras_adam` with ``amsgrad=True``.
+
+  Attributes:
+    count: number of updates so far (``int32``); Keras' ``iterations``.
+    mu: first moment (Keras' ``momentums``).
+    nu: second moment (Keras' ``velocities``).
+    nu_max: the running maximum of ``nu`` (Keras' ``velocity_hats``).
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+  mu: optax.Updates
+  nu: optax.Updates
+  nu_max: optax.Updates
+
+
 def scale_by_keras_adam(
-  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, *, amsgrad: bool = False
 ) -> optax.GradientTransformation:
   r"""Keras' Adam direction, with epsilon hat (:math:`\hat\epsilon`).
 
@@ -139,16 +155,19 @@ def scale_by_keras_adam(
   :math:`\hat m_t / (\sqrt{\hat v_t} + \hat\epsilon/\sqrt{1-\beta_2^t})`, an
   epsilon that is :math:`1/\sqrt{1-\beta_2^t}` times larger early in training
   (about 31.6 at step 1 with :math:`\beta_2=0.999`). Follow it with
-  :func:`optax.scale_by_learning_rate`.
+  :func:`optax.scale_by_learning_rate`. With ``amsgrad=True`` (Keras' AMSGrad) the
+  denominator uses the running maximum of the *raw* :math:`v_t`, as PyTorch's does
+  (:func:`scale_by_torch_amsgrad`), with Keras' epsilon hat.
 
   Args:
     beta_1: :math:`\beta_1 \in [0, 1)`.
     beta_2: :math:`\beta_2 \in [0, 1)`.
     epsilon: :math:`\hat\epsilon \ge 0`; Keras' default ``1e-7``.
+    amsgrad: Keras' ``amsgrad``.
 
   Returns:
     An :class:`optax.GradientTransformation` with a
-    :class:`ScaleByKerasAdamState`.
+    :class:`ScaleByKerasAdamState` (:class:`ScaleByKerasAmsgradState` with ``amsgrad``).
 
   Raises:
     ValueError: a beta outside ``[0, 1)``; ``epsilon`` negative.
@@ -171,21 +190,24 @@ def scale_by_keras_adam(
   _hparams.check_number(beta_1, fn=fn, arg="beta_1", high=1.0)
   _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
   _hparams.check_number(epsilon, fn=fn, arg="epsilon")
+  _hparams.check_bool(amsgrad, fn=fn, arg="amsgrad")
 
-  def init_fn(params: optax.Params) -> ScaleByKerasAdamState:
-    return ScaleByKerasAdamState(
-      count=jnp.zeros([], jnp.int32),
-      mu=optax.tree.zeros_like(params),
-      nu=optax.tree.zeros_like(params),
-    )
+  def init_fn(params: optax.Params) -> Any:
+    zeros = optax.tree.zeros_like
+    if amsgrad:
+      return ScaleByKerasAmsgradState(
+        jnp.zeros([], jnp.int32), zeros(params), zeros(params), zeros(params)
+      )
+    return ScaleByKerasAdamState(count=jnp.zeros([], jnp.int32), mu=zeros(params), nu=zeros(params))
 
   def update_fn(
     updates: optax.Updates, state: Any, params: optax.Params | None = None
-  ) -> tuple[optax.Updates, ScaleByKerasAdamState]:
+  ) -> tuple[optax.Updates, Any]:
     del params
     mu = optax.tree.update_moment(updates, state.mu, beta_1, 1)
     nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, beta_2, 2)
     count = cast(jax.Array, optax.safe_increment(state.count))
+    used = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else nu
 
     def direction(m: jax.Array, v: jax.Array) -> jax.Array:
       t = count.astype(m.dtype)
@@ -194,7 +216,10 @@ def scale_by_keras_adam(
       )
       return (m * alpha / (jnp.sqrt(v) + epsilon)).astype(m.dtype)
 
-    return jax.tree.map(direction, mu, nu), ScaleByKerasAdamState(count, mu, nu)
+    out = jax.tree.map(direction, mu, used)
+    if amsgrad:
+      return out, ScaleByKerasAmsgradState(count, mu, nu, used)
+    return out, ScaleByKerasAdamState(count, mu, nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
 

@@ -12,6 +12,7 @@ from optaxdecay.compat._common import (
   check_betas,
   check_torch_nesterov,
   decay,
+  maximize_sign,
   momentum_trace,
 )
 from optaxdecay.compat._scale import (
@@ -35,6 +36,7 @@ def torch_sgd(
   weight_decay: float = 0.0,
   nesterov: bool = False,
   *,
+  maximize: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.SGD``: weight decay is L2 in the gradient, before momentum.
@@ -58,6 +60,7 @@ def torch_sgd(
     dampening: :math:`\tau \ge 0`; the first buffer is undampened.
     weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
     nesterov: PyTorch's Nesterov momentum (needs momentum and no dampening).
+    maximize: ascend instead of descend (PyTorch negates the gradient first).
     mask: leaves that get the L2 term (PyTorch: the param groups with a
       nonzero ``weight_decay``); ``None`` selects all.
 
@@ -87,6 +90,7 @@ def torch_sgd(
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   check_torch_nesterov(fn, nesterov, momentum, dampening)
   return optax.chain(
+    maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     scale_by_torch_momentum(momentum, dampening, nesterov),
     optax.scale_by_learning_rate(lr),
@@ -235,6 +239,7 @@ def torch_rmsprop(
   momentum: float = 0.0,
   centered: bool = False,
   *,
+  maximize: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.RMSprop``: weight decay is L2, divided by the running RMS.
@@ -260,6 +265,7 @@ def torch_rmsprop(
     weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
     momentum: :math:`\mu \ge 0`.
     centered: subtract the squared running mean of the gradient.
+    maximize: ascend instead of descend (PyTorch negates the gradient first).
     mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
 
   Returns:
@@ -286,6 +292,7 @@ def torch_rmsprop(
   _hparams.check_bool(centered, fn=fn, arg="centered")
   scale = optax.scale_by_stddev if centered else optax.scale_by_rms
   return optax.chain(
+    maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     scale(decay=alpha, eps=eps, eps_in_sqrt=False),
     momentum_trace(momentum),
@@ -300,6 +307,7 @@ def torch_adagrad(
   initial_accumulator_value: float = 0.0,
   eps: float = 1e-10,
   *,
+  maximize: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.Adagrad``: weight decay is L2, divided by the root sum of squares.
@@ -320,6 +328,7 @@ def torch_adagrad(
     weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
     initial_accumulator_value: :math:`s_0 \ge 0`.
     eps: :math:`\epsilon \ge 0`.
+    maximize: ascend instead of descend (PyTorch negates the gradient first).
     mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
 
   Returns:
@@ -348,6 +357,7 @@ def torch_adagrad(
     base = lr if callable(lr) else (lambda _count: lr)
     step_size = lambda count: base(count) / (1 + count * lr_decay)
   return optax.chain(
+    maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     scale_by_torch_adagrad(initial_accumulator_value, eps),
     optax.scale_by_learning_rate(step_size),
@@ -360,6 +370,7 @@ def torch_adamax(
   eps: float = 1e-8,
   weight_decay: float = 0.0,
   *,
+  maximize: bool = False,
   mask: _selection.MaskArg = None,
 ) -> optax.GradientTransformation:
   r"""``torch.optim.Adamax``: weight decay is L2, divided by the infinity norm.
@@ -379,6 +390,7 @@ def torch_adamax(
     betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
     eps: :math:`\epsilon \ge 0`.
     weight_decay: :math:`\lambda \ge 0`, the L2 coefficient.
+    maximize: ascend instead of descend (PyTorch negates the gradient first).
     mask: leaves that get the L2 term (PyTorch: param groups); ``None`` selects all.
 
   Returns:
@@ -402,6 +414,7 @@ def torch_adamax(
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   return optax.chain(
+    maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
     optax.scale_by_adamax(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
@@ -531,9 +544,8 @@ def _preconditioned(
   """PyTorch's pattern around a preconditioner: maximize, then L2 before it or decay after it."""
   _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
-  _hparams.check_bool(maximize, fn=fn, arg="maximize")
   _hparams.check_bool(decoupled, fn=fn, arg="decoupled_weight_decay")
-  sign = optax.scale(-1.0) if maximize else optax.identity()  # PyTorch negates g first
+  sign = maximize_sign(fn, maximize)  # PyTorch negates g first
   if decoupled:
     return optax.chain(
       sign,
