@@ -113,7 +113,7 @@ def _torch_traj(torch, make_opt, params, grad_np, lr_lambda=None):
   for step in range(STEPS):
     grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
     for k, p in tp.items():
-      p.grad = torch.from_numpy(grads[k])
+      p.grad = torch.from_numpy(np.asarray(grads[k]))
     for o in opts:
       o.step()
     for s in scheds:

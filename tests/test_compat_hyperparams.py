@@ -87,3 +87,186 @@ def test_every_float_argument_can_be_injected_under_jit(name):
     for k in a:
       scale = max(1.0, float(np.max(np.abs(b[k]))))
       np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5 * scale, err_msg=f"{name}: {k}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Differential tests with drawn hyperparameters and shapes, against the real torch and Keras.
+#
+# A seeded generator draws every hyperparameter, flag and shape for each case (EXAMPLES per
+# optimizer in CI; OPTAXDECAY_COMPAT_EXAMPLES=200 for a deep local run), the gradients are
+# noisy, with some coordinates exactly zero; the assertion is float32 to 1e-5 of the
+# parameter scale after 20 steps.
+
+import os  # noqa: E402
+
+import test_compat as tc  # noqa: E402
+
+EXAMPLES = int(os.environ.get("OPTAXDECAY_COMPAT_EXAMPLES", "3"))
+DRAWN_STEPS = 20
+SHAPES = [(), (3,), (4, 2), (2, 5), (2, 2, 3), (2, 1, 2, 2)]
+
+
+def _u(rng, lo, hi):
+  return float(rng.uniform(lo, hi))
+
+
+def _log(rng, lo, hi):
+  return float(10 ** rng.uniform(np.log10(lo), np.log10(hi)))
+
+
+def _maybe(rng, value, p=0.5):
+  return value if rng.random() < p else 0.0
+
+
+def _torch_sgd(rng):
+  m = _maybe(rng, _u(rng, 0.0, 0.99))
+  d = _maybe(rng, _u(rng, 0.0, 0.9)) if m else 0.0
+  kw = dict(lr=_log(rng, 1e-3, 0.1), momentum=m, dampening=d,
+            weight_decay=_maybe(rng, _u(rng, 0, 0.5)), nesterov=bool(m and not d and rng.random() < 0.5),  # noqa: E501
+            maximize=bool(rng.random() < 0.3))  # fmt: skip
+  return kw, kw
+
+
+def _betas(rng):
+  return (_maybe(rng, _u(rng, 0.0, 0.99), 0.8), _u(rng, 0.5, 0.9999))
+
+
+def _torch_adam(rng, **extra):
+  kw = dict(lr=_log(rng, 1e-4, 0.05), betas=_betas(rng), eps=_log(rng, 1e-10, 1e-3),
+            weight_decay=_maybe(rng, _u(rng, 0, 0.5)), maximize=bool(rng.random() < 0.3), **extra)  # fmt: skip  # noqa: E501
+  return kw, kw
+
+
+def _torch_rmsprop(rng):
+  kw = dict(lr=_log(rng, 1e-4, 0.05), alpha=_u(rng, 0.5, 0.999), eps=_log(rng, 1e-8, 1e-3),
+            weight_decay=_maybe(rng, _u(rng, 0, 0.5)), momentum=_maybe(rng, _u(rng, 0, 0.9)),
+            centered=bool(rng.random() < 0.5), maximize=bool(rng.random() < 0.3))  # fmt: skip
+  return kw, kw
+
+
+def _torch_adagrad(rng):
+  kw = dict(lr=_log(rng, 1e-3, 0.1), lr_decay=_maybe(rng, _u(rng, 0, 0.1)),
+            weight_decay=_maybe(rng, _u(rng, 0, 0.5)), initial_accumulator_value=_u(rng, 0, 0.5),
+            eps=_log(rng, 1e-10, 1e-4), maximize=bool(rng.random() < 0.3))  # fmt: skip
+  return kw, kw
+
+
+TORCH = {
+  "SGD": ("torch_sgd", _torch_sgd),
+  "Adam": ("torch_adam", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
+  "AdamW": ("torch_adamw", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
+  "RMSprop": ("torch_rmsprop", _torch_rmsprop),
+  "Adagrad": ("torch_adagrad", _torch_adagrad),
+  "Adamax": ("torch_adamax", _torch_adam),
+  "NAdam": ("torch_nadam", lambda r: _torch_adam(
+    r, momentum_decay=_u(r, 0, 0.01), decoupled_weight_decay=bool(r.random() < 0.5))),
+  "RAdam": ("torch_radam", lambda r: _torch_adam(r, decoupled_weight_decay=bool(r.random() < 0.5))),
+}  # fmt: skip
+
+
+def _keras_adam_like(rng, **extra):
+  kw = dict(learning_rate=_log(rng, 1e-4, 0.05), beta_1=_u(rng, 0.1, 0.99),
+            beta_2=_u(rng, 0.5, 0.9999), epsilon=_log(rng, 1e-8, 1e-3), **extra)  # fmt: skip
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw["weight_decay"] = wd if wd else None
+  return kw, kw
+
+
+def _keras_sgd(rng):
+  m = _maybe(rng, _u(rng, 0, 0.99))
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw = dict(learning_rate=_log(rng, 1e-3, 0.1), momentum=m, nesterov=bool(m and rng.random() < 0.5),
+            weight_decay=wd if wd else None)  # fmt: skip
+  return kw, kw
+
+
+def _keras_rmsprop(rng):
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw = dict(learning_rate=_log(rng, 1e-4, 0.05), rho=_u(rng, 0.5, 0.999),
+            momentum=_maybe(rng, _u(rng, 0, 0.9)), epsilon=_log(rng, 1e-7, 1e-3),
+            centered=bool(rng.random() < 0.5), weight_decay=wd if wd else None)  # fmt: skip
+  return kw, kw
+
+
+def _keras_lion(rng):
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw = dict(learning_rate=_log(rng, 1e-4, 0.01), beta_1=_u(rng, 0, 0.99), beta_2=_u(rng, 0.5, 0.999),  # noqa: E501
+            weight_decay=wd if wd else None)  # fmt: skip
+  return kw, kw
+
+
+def _keras_adamw(rng):
+  kw, _ = _keras_adam_like(rng, amsgrad=bool(rng.random() < 0.3))
+  kw["weight_decay"] = kw["weight_decay"] or 0.0
+  return kw, kw
+
+
+KERAS = {
+  "SGD": ("keras_sgd", _keras_sgd),
+  "Adam": ("keras_adam", lambda r: _keras_adam_like(r, amsgrad=bool(r.random() < 0.3))),
+  "AdamW": ("keras_adamw", _keras_adamw),
+  "RMSprop": ("keras_rmsprop", _keras_rmsprop),
+  "Adamax": ("keras_adamax", _keras_adam_like),
+  "Nadam": ("keras_nadam", _keras_adam_like),
+  "Lion": ("keras_lion", _keras_lion),
+}
+
+
+def _drawn_problem(rng):
+  """Two leaves of drawn shapes; gradients ``c * p + noise`` with ~20% exact zeros."""
+  shapes = {"a": SHAPES[rng.integers(len(SHAPES))], "b": SHAPES[rng.integers(len(SHAPES))]}
+  params = {k: (0.5 * rng.normal(size=s)).astype(np.float32) for k, s in shapes.items()}
+  curv = {k: rng.uniform(0.5, 2.0, size=s).astype(np.float32) for k, s in shapes.items()}
+  noise = {
+    k: (rng.normal(size=(DRAWN_STEPS, *s)) * (rng.random((DRAWN_STEPS, *s)) > 0.2)).astype(
+      np.float32
+    )
+    for k, s in shapes.items()
+  }
+  grad_np = lambda p, step: {k: curv[k] * p[k] + noise[k][step] for k in p}
+  grad_fn = lambda p, step: {
+    k: jnp.asarray(curv[k]) * p[k] + jnp.asarray(noise[k])[step] for k in p
+  }
+  return params, grad_np, grad_fn
+
+
+def _within(ours, ref, what):
+  for k in ref:
+    scale = max(1.0, float(np.max(np.abs(ref[k]))))
+    err = float(np.max(np.abs(ours[k] - ref[k]), initial=0.0))
+    assert err <= 1e-5 * scale, f"{what}: leaf {k!r} off by {err:.2e} (scale {scale:.2f})"
+
+
+@pytest.fixture
+def short_runs(monkeypatch):
+  monkeypatch.setattr(tc, "STEPS", DRAWN_STEPS)
+
+
+@pytest.mark.parametrize("name", list(TORCH))
+def test_drawn_hyperparameters_match_torch(name, short_runs):
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  torch.set_num_threads(1)
+  fn, draw = TORCH[name]
+  rng = np.random.default_rng(sum(map(ord, name)))
+  for _ in range(EXAMPLES):
+    params, grad_np, grad_fn = _drawn_problem(rng)
+    theirs, ours = draw(rng)
+    opt = lambda tp, theirs=theirs: getattr(torch.optim, name)(tp.values(), **theirs)
+    ref = tc._torch_traj(torch, opt, params, grad_np)
+    got = tc._ours(getattr(compat, fn)(**ours), params, grad_fn)
+    _within(got, ref, f"torch {name}({theirs}), shapes {[np.shape(v) for v in params.values()]}")
+
+
+@pytest.mark.parametrize("name", list(KERAS))
+def test_drawn_hyperparameters_match_keras(name, short_runs):
+  keras = pytest.importorskip("keras", reason="keras is not installed (extra: compat)")
+  if keras.backend.backend() != "jax":
+    pytest.skip(f"keras was imported with the {keras.backend.backend()!r} backend, not 'jax'")
+  fn, draw = KERAS[name]
+  rng = np.random.default_rng(sum(map(ord, name)) + 1)
+  for _ in range(EXAMPLES):
+    params, grad_np, grad_fn = _drawn_problem(rng)
+    theirs, ours = draw(rng)
+    ref = tc._keras_traj(keras, getattr(keras.optimizers, name)(**theirs), params, grad_np)
+    got = tc._ours(getattr(compat, fn)(**ours), params, grad_fn)
+    _within(got, ref, f"keras {name}({theirs}), shapes {[np.shape(v) for v in params.values()]}")
