@@ -112,7 +112,8 @@ def compare(
   max_abs = max_rel = 0.0
   for (names, a), (_, b) in zip(pairs_a, pairs_b, strict=True):
     diff, bad, scale = _differences(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
-    rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+    with np.errstate(invalid="ignore"):  # inf / inf where both are the same infinity
+      rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
     max_abs = max(max_abs, float(np.nanmax(diff, initial=0.0)))
     max_rel = max(max_rel, float(np.nanmax(rel, initial=0.0)))
     if bad.any():
