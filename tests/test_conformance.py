@@ -490,3 +490,24 @@ def test_drawn_trees_select_by_the_written_rule_and_decay_by_rate_times_multipli
   for (p, w), (_, x) in zip(pairs, jax.tree_util.tree_flatten_with_path(u)[0], strict=True):
     expected = -rate * m_eff * np.asarray(w, np.complex128) if want[jax.tree_util.keystr(p)] else 0
     np.testing.assert_allclose(np.asarray(x, np.complex128), expected, rtol=_tolerance(w.dtype))
+
+
+@pytest.mark.parametrize("tree", ["linen-partitioned", "linen-logical", "nnx-state"])
+def test_the_diagnostics_read_wrapped_params_as_the_unwrapped_ones(tree):
+  """Boxes and Variable wrappers change nothing in a report: the oracle is the same report on
+  the unboxed params."""
+  spec = zoo.get(tree)
+  boxed, plain = spec.params, zoo.unboxed(spec.params)
+  tx = optax.chain(od.add_l2_to_grad(1e-3, mask=od.bias_mask), optax.adam(1e-3))
+  reports = []
+  for params in (boxed, plain):
+    _, state = tx.update(_grads(params), tx.init(params), params)
+    low = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
+    reports.append(
+      (
+        str(od.diagnostics.effective_l2_strength(state, 1e-3, mask=od.bias_mask)),
+        str(od.diagnostics.decay_precision_report(low, 1e-4, mask=od.bias_mask)),
+      )
+    )
+  assert reports[0] == reports[1]
+  assert all(path in reports[0][0] for path in spec.decayed)
