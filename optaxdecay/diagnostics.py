@@ -7,6 +7,9 @@
   regularized less.
 * :func:`decay_precision_report` -- which decay steps are lost to rounding in
   the params' dtype (a typical AdamW step is a no-op on ``bfloat16`` weights).
+* :func:`audit` -- any optimizer as a black box: per leaf, whether its update
+  decays the weights, at what per-step rate, and whether that rate is coupled to
+  the gradients' history (L2 inside an adaptive optimizer) or decoupled.
 
 Every report is a small frozen dataclass with ``rows`` (one ``NamedTuple`` per
 leaf, for a DataFrame or a plot) and a ``__str__`` that prints a table.
@@ -24,14 +27,18 @@ import numpy as np
 import optax
 
 from optaxdecay import _hparams, _selection, _tree
+from optaxdecay._audit import AuditReport, AuditRow, audit
 
 __all__ = [
+  "AuditReport",
+  "AuditRow",
   "L2StrengthReport",
   "L2StrengthRow",
   "MaskDescription",
   "MaskRow",
   "PrecisionReport",
   "PrecisionRow",
+  "audit",
   "decay_precision_report",
   "describe_mask",
   "effective_l2_strength",

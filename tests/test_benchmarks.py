@@ -61,3 +61,9 @@ def test_compile_memory_runs():
   out = _run("compile_memory.py")
   for expected in ("## memory_analysis", "## compile time", "od.fused_adamw(...).step"):
     assert expected in out, expected
+
+
+def test_audit_cost_runs():
+  out = _run("audit_cost.py")
+  for expected in ("# audit cost", "one optax.adamw step", "audit (compile included)"):
+    assert expected in out, expected
