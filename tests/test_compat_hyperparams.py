@@ -151,8 +151,17 @@ def _torch_adagrad(rng):
   return kw, kw
 
 
+def _torch_adafactor(rng):
+  kw = dict(lr=_log(rng, 1e-3, 0.05), beta2_decay=_u(rng, -1.0, 0.0),
+            eps=(None if rng.random() < 0.5 else _log(rng, 1e-30, 1e-6), _log(rng, 1e-4, 1e-2)),
+            d=_u(rng, 0.5, 2.0), weight_decay=_maybe(rng, _u(rng, 0, 0.5)),
+            maximize=bool(rng.random() < 0.3))  # fmt: skip
+  return kw, kw
+
+
 TORCH = {
   "SGD": ("torch_sgd", _torch_sgd),
+  "Adafactor": ("torch_adafactor", _torch_adafactor),
   "Adam": ("torch_adam", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
   "AdamW": ("torch_adamw", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
   "RMSprop": ("torch_rmsprop", _torch_rmsprop),
@@ -201,8 +210,26 @@ def _keras_adamw(rng):
   return kw, kw
 
 
+def _keras_adagrad(rng):
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw = dict(learning_rate=_log(rng, 1e-3, 0.1), initial_accumulator_value=_u(rng, 0.01, 0.5),
+            epsilon=_log(rng, 1e-8, 1e-4), weight_decay=wd if wd else None)  # fmt: skip
+  return kw, kw
+
+
+def _keras_adafactor(rng):
+  wd = _maybe(rng, _u(rng, 0, 0.5))
+  kw = dict(learning_rate=_log(rng, 1e-3, 0.05), beta_2_decay=_u(rng, -1.0, -0.1),
+            epsilon_1=_log(rng, 1e-30, 1e-10), epsilon_2=_log(rng, 1e-4, 1e-2),
+            clip_threshold=_u(rng, 0.5, 2.0), weight_decay=wd if wd else None)  # fmt: skip
+  return kw, kw
+
+
 KERAS = {
   "SGD": ("keras_sgd", _keras_sgd),
+  "Adagrad": ("keras_adagrad", _keras_adagrad),
+  "Lamb": ("keras_lamb", _keras_adam_like),
+  "Adafactor": ("keras_adafactor", _keras_adafactor),
   "Adam": ("keras_adam", lambda r: _keras_adam_like(r, amsgrad=bool(r.random() < 0.3))),
   "AdamW": ("keras_adamw", _keras_adamw),
   "RMSprop": ("keras_rmsprop", _keras_rmsprop),
@@ -251,10 +278,27 @@ def test_drawn_hyperparameters_match_torch(name, short_runs):
   for _ in range(EXAMPLES):
     params, grad_np, grad_fn = _drawn_problem(rng)
     theirs, ours = draw(rng)
-    opt = lambda tp, theirs=theirs: getattr(torch.optim, name)(tp.values(), **theirs)
-    ref = tc._torch_traj(torch, opt, params, grad_np)
+    ours = dict(ours)
+    # A LambdaLR schedule (ours: the same multiplier as an Optax schedule), half the time.
+    scheduled = rng.random() < 0.5
+    if scheduled:
+      ours["lr"] = tc.schedule(theirs["lr"])
+    # Param groups: the second leaf without weight decay (ours: a mask), a third of the time.
+    grouped = theirs.get("weight_decay", 0) > 0 and rng.random() < 0.33
+    if grouped:
+      ours["mask"] = {"a": True, "b": False}
+
+    def opt(tp, theirs=theirs, grouped=grouped):
+      if grouped:
+        groups = [{"params": [tp["a"]]}, {"params": [tp["b"]], "weight_decay": 0.0}]
+        return getattr(torch.optim, name)(groups, **theirs)
+      return getattr(torch.optim, name)(tp.values(), **theirs)
+
+    lam = tc.lr_factor if scheduled else None
+    ref = tc._torch_traj(torch, opt, params, grad_np, lam)
     got = tc._ours(getattr(compat, fn)(**ours), params, grad_fn)
-    _within(got, ref, f"torch {name}({theirs}), shapes {[np.shape(v) for v in params.values()]}")
+    what = f"torch {name}({theirs}), schedule={scheduled}, groups={grouped}"
+    _within(got, ref, f"{what}, shapes {[np.shape(v) for v in params.values()]}")
 
 
 @pytest.mark.parametrize("name", list(KERAS))
@@ -267,6 +311,11 @@ def test_drawn_hyperparameters_match_keras(name, short_runs):
   for _ in range(EXAMPLES):
     params, grad_np, grad_fn = _drawn_problem(rng)
     theirs, ours = draw(rng)
-    ref = tc._keras_traj(keras, getattr(keras.optimizers, name)(**theirs), params, grad_np)
-    got = tc._ours(getattr(compat, fn)(**ours), params, grad_fn)
-    _within(got, ref, f"keras {name}({theirs}), shapes {[np.shape(v) for v in params.values()]}")
+    scheduled = rng.random() < 0.5  # a LearningRateSchedule (ours: the same, in Optax)
+    lr = theirs["learning_rate"]
+    k_kw = dict(theirs, learning_rate=tc._keras_schedule(keras, lr)) if scheduled else theirs
+    o_kw = dict(ours, learning_rate=tc.schedule(lr)) if scheduled else ours
+    ref = tc._keras_traj(keras, getattr(keras.optimizers, name)(**k_kw), params, grad_np)
+    got = tc._ours(getattr(compat, fn)(**o_kw), params, grad_fn)
+    what = f"keras {name}({theirs}), schedule={scheduled}"
+    _within(got, ref, f"{what}, shapes {[np.shape(v) for v in params.values()]}")
