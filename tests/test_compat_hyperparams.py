@@ -159,8 +159,17 @@ def _torch_adafactor(rng):
   return kw, kw
 
 
+def _torch_muon(rng):
+  kw = dict(lr=_log(rng, 1e-3, 0.05), weight_decay=_maybe(rng, _u(rng, 0, 0.5)),
+            momentum=_u(rng, 0.5, 0.99), nesterov=bool(rng.random() < 0.5),
+            eps=_log(rng, 1e-9, 1e-5), ns_steps=int(rng.integers(3, 7)),
+            adjust_lr_fn=[None, "original", "match_rms_adamw"][int(rng.integers(3))])  # fmt: skip
+  return kw, kw
+
+
 TORCH = {
   "SGD": ("torch_sgd", _torch_sgd),
+  "Muon": ("torch_muon", _torch_muon),
   "Adafactor": ("torch_adafactor", _torch_adafactor),
   "Adam": ("torch_adam", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
   "AdamW": ("torch_adamw", lambda r: _torch_adam(r, amsgrad=bool(r.random() < 0.3))),
@@ -225,8 +234,18 @@ def _keras_adafactor(rng):
   return kw, kw
 
 
+def _keras_muon(rng):
+  kw, _ = _keras_adam_like(rng)
+  kw = {"adam_" + k if k in ("beta_1", "beta_2") else k: v for k, v in kw.items()}
+  kw.update(momentum=_u(rng, 0.5, 0.99), nesterov=bool(rng.random() < 0.5),
+            ns_steps=int(rng.integers(3, 7)), adam_weight_decay=_maybe(rng, _u(rng, 0, 0.5)),
+            weight_decay=_maybe(rng, _u(rng, 0, 0.5)) or None)  # fmt: skip
+  return kw, kw
+
+
 KERAS = {
   "SGD": ("keras_sgd", _keras_sgd),
+  "Muon": ("keras_muon", _keras_muon),
   "Adagrad": ("keras_adagrad", _keras_adagrad),
   "Lamb": ("keras_lamb", _keras_adam_like),
   "Adafactor": ("keras_adafactor", _keras_adafactor),
@@ -239,9 +258,10 @@ KERAS = {
 }
 
 
-def _drawn_problem(rng):
+def _drawn_problem(rng, shapes_from=SHAPES):
   """Two leaves of drawn shapes; gradients ``c * p + noise`` with ~20% exact zeros."""
-  shapes = {"a": SHAPES[rng.integers(len(SHAPES))], "b": SHAPES[rng.integers(len(SHAPES))]}
+  pick = lambda: shapes_from[rng.integers(len(shapes_from))]
+  shapes = {"a": pick(), "b": pick()}
   params = {k: (0.5 * rng.normal(size=s)).astype(np.float32) for k, s in shapes.items()}
   curv = {k: rng.uniform(0.5, 2.0, size=s).astype(np.float32) for k, s in shapes.items()}
   noise = {
@@ -276,7 +296,9 @@ def test_drawn_hyperparameters_match_torch(name, short_runs):
   fn, draw = TORCH[name]
   rng = np.random.default_rng(sum(map(ord, name)))
   for _ in range(EXAMPLES):
-    params, grad_np, grad_fn = _drawn_problem(rng)
+    # torch's Muon takes matrices only (tall, wide and square drawn).
+    shapes = [(4, 2), (2, 5), (3, 3), (6, 4)] if name == "Muon" else SHAPES
+    params, grad_np, grad_fn = _drawn_problem(rng, shapes)
     theirs, ours = draw(rng)
     ours = dict(ours)
     # A LambdaLR schedule (ours: the same multiplier as an Optax schedule), half the time.
