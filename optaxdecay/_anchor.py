@@ -57,7 +57,8 @@ def check_anchor(anchor: Anchor, *, fn: str) -> Anchor:
 
 def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> Any:
   """The state's anchor: the reference weights of the selected leaves, copied."""
-  p_leaves, _ = _tree.flatten_leaves(params)
+  layout = _tree.Structure(params)
+  p_leaves = layout.leaves
   if anchor == "init":
     source = [leaf.value for leaf in p_leaves]
   else:
@@ -77,7 +78,7 @@ def init_anchor(anchor: Anchor, params: Any, mults: list[float], *, fn: str) -> 
       )
     # A copy: the params' buffers may be donated to the step that follows.
     out.append(jnp.array(w0, dtype=getattr(leaf.value, "dtype", None), copy=True))
-  return _tree.rebuild(params, out)
+  return layout.unflatten(out)
 
 
 def _match(anchor: Any, p_leaves: list[_tree.Leaf], *, fn: str) -> list[Any]:

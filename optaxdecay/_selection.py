@@ -227,8 +227,8 @@ def align(
     ValueError: the key paths differ (the message names the first difference),
       or an update has another shape than its parameter.
   """
-  structure = _tree.Structure(updates)
-  u_leaves, _ = _tree.flatten_leaves(updates)
+  structure = _tree.Structure(updates)  # one walk: the leaves and the way back
+  u_leaves = structure.leaves
   p_leaves, _ = _tree.flatten_leaves(params)
   u_names = [leaf.names for leaf in u_leaves]
   p_names = [leaf.names for leaf in p_leaves]

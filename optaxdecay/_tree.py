@@ -118,15 +118,14 @@ def rewrap(raw: Any, value: Any) -> Any:
 class Structure:
   """A tree's layout as :func:`flatten_leaves` sees it, to take it apart and put it back.
 
-  ``flatten_up_to(other)`` gives the (unwrapped) leaf values of a tree of the same
-  layout, and ``unflatten(values)`` builds the tree again with each value back in
-  its leaf's wrapper, so Linen boxes and NNX ``Variable`` nodes survive a
+  ``leaves`` are the tree's own :class:`Leaf` records, ``flatten_up_to(other)`` gives
+  the (unwrapped) leaf values of a tree of the same layout, and ``unflatten(values)``
+  builds the tree again with each value back in its leaf's wrapper, so Linen boxes and NNX ``Variable`` nodes survive a
   transform. Absent leaves should be passed back as they are.
   """
 
   def __init__(self, tree: Any):
-    self._raws, leaves, self._treedef = _flatten(tree)
-    self.paths = [leaf.names for leaf in leaves]
+    self._raws, self.leaves, self._treedef = _flatten(tree)
 
   def flatten_up_to(self, tree: Any) -> list[Any]:
     """The leaf values of ``tree``, which must have this layout."""
