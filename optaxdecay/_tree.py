@@ -120,8 +120,9 @@ class Structure:
 
   ``leaves`` are the tree's own :class:`Leaf` records, ``flatten_up_to(other)`` gives
   the (unwrapped) leaf values of a tree of the same layout, and ``unflatten(values)``
-  builds the tree again with each value back in its leaf's wrapper, so Linen boxes and NNX ``Variable`` nodes survive a
-  transform. Absent leaves should be passed back as they are.
+  builds the tree again with each value back in its leaf's wrapper, so Linen boxes
+  and NNX ``Variable`` nodes survive a transform. Absent leaves should be passed
+  back as they are.
   """
 
   def __init__(self, tree: Any):
