@@ -306,6 +306,40 @@ def _find_adam_state(opt_state: Any) -> optax.ScaleByAdamState:
   return found[0]
 
 
+#: Optimizers whose state is a ``ScaleByAdamState`` that :func:`effective_l2_strength` cannot read.
+_UNREADABLE = ("adamax", "adamaxw", "yogi", "lamb")
+
+
+def _preconditioner_factor(optimizer: str, threshold: float, b2: float) -> Any:
+  """``count -> factor`` on Adam's preconditioned step (``None``: not preconditioned)."""
+  fn = "effective_l2_strength"
+  if optimizer == "adam":
+    return lambda count: 1.0
+  if optimizer == "radam":
+    threshold = _hparams.check_concrete(threshold, fn=fn, arg="threshold")
+    rho_inf = 2.0 / (1.0 - b2) - 1.0
+
+    def rectification(count: int) -> float | None:
+      b2t = b2**count
+      rho = rho_inf - 2 * count * b2t / (1 - b2t)
+      if rho < threshold:
+        return None
+      return math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+
+    return rectification
+  why = (
+    "its step is not Adam's m/(sqrt(v)+eps) (adamax: a max of |g|; yogi: an additive second "
+    "moment; lamb: a trust ratio), yet it stores an optax.ScaleByAdamState, so the state "
+    "cannot tell"
+    if optimizer in _UNREADABLE
+    else "it is not one this function knows"
+  )
+  raise ValueError(
+    f"{fn}: `optimizer`={optimizer!r} cannot be interpreted: {why}. Pass 'adam' (optax.adam, "
+    "adamw, nadam) or 'radam', or measure any optimizer with od.diagnostics.audit(tx, params)."
+  )
+
+
 def _concrete_int(x: Any) -> int:
   return int(np.asarray(_tree.unwrap(x)))
 
@@ -319,6 +353,8 @@ def effective_l2_strength(
   eps_root: float = 0.0,
   weight_decay: float | None = None,
   mask: _selection.MaskArg = None,
+  optimizer: str = "adam",
+  threshold: float = 5.0,
 ) -> L2StrengthReport:
   """How strongly an L2 penalty acts on each weight once Adam has preconditioned it.
 
@@ -366,6 +402,15 @@ def effective_l2_strength(
       ``l2``.
     mask: which leaves to report (as in the transforms; resolved on ``nu``,
       which has the params' structure). Default: all.
+    optimizer: which optimizer made the state: the state alone does not say, since
+      ``optax.adam``, ``adamw``, ``nadam``, ``radam``, ``adamax``, ``yogi`` and ``lamb`` all
+      store an ``optax.ScaleByAdamState``. ``'adam'`` (also for ``adamw`` and ``nadam``, whose
+      preconditioner is the same), or ``'radam'``: RAdam multiplies the preconditioned step by
+      its rectification :math:`r_t` once :math:`\\rho_t \\ge` ``threshold`` and does not
+      precondition before (then :math:`\\kappa = l_2`). Any other optimizer
+      (``adamax``, ``yogi``, ``lamb``, ...) is refused: use
+      :func:`~optaxdecay.diagnostics.audit`, which measures any optimizer.
+    threshold: RAdam's ``threshold`` (default ``optax.radam``'s 5.0); only for ``'radam'``.
 
   Returns:
     An :class:`L2StrengthReport` (``rows``, per-element ``strength`` arrays,
@@ -373,7 +418,8 @@ def effective_l2_strength(
 
   Raises:
     ValueError: no (or more than one) ``ScaleByAdamState`` in ``opt_state``;
-      it has not taken a step; a coefficient is out of range.
+      it has not taken a step; a coefficient is out of range; an ``optimizer`` other than
+      ``'adam'`` or ``'radam'``.
     TypeError: a coefficient is not a float.
 
   Example:
@@ -406,6 +452,7 @@ def effective_l2_strength(
     weight_decay = _hparams.check_concrete(
       weight_decay, fn=fn, arg="weight_decay", low_inclusive=False
     )
+  factor = _preconditioner_factor(optimizer, threshold, b2)
   adam = _find_adam_state(opt_state)
   count = _concrete_int(adam.count)
   if count < 1:
@@ -416,6 +463,7 @@ def effective_l2_strength(
   correction = 1.0 - b2**count
   if correction <= 0:
     raise ValueError(f"{fn}: `b2`={b2} gives no bias correction at count {count}.")
+  rectification = factor(count)
   rows = []
   strength = {}
   for leaf, m in _selection.selected_leaves(mask, adam.nu, fn=fn):
@@ -423,7 +471,10 @@ def effective_l2_strength(
       continue
     path = leaf.path
     v_hat = np.asarray(leaf.value, dtype=np.float64) / correction
-    kappa = m * l2 / (np.sqrt(v_hat + eps_root) + eps)
+    if rectification is None:  # RAdam before rectification: the step is not preconditioned
+      kappa = np.full(v_hat.shape, m * l2)
+    else:
+      kappa = m * l2 * rectification / (np.sqrt(v_hat + eps_root) + eps)
     strength[path] = kappa
     n = int(kappa.size)
     rows.append(
