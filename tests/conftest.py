@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+
+def _share_compilations() -> None:
+  """One persistent XLA compilation cache for the whole run: xdist workers and subprocesses.
+
+  The same programs compile in many places (each parametrized case, the examples' smoke runs,
+  the docs build's kernels, the multi-process workers); with a shared cache the second compile
+  is a lookup. The cache starts empty for each run (a fresh directory, removed at the end), so
+  a run never depends on an earlier one; set ``JAX_COMPILATION_CACHE_DIR`` yourself to keep
+  one between runs. Set before JAX is imported, so every process inherits it.
+  """
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  path = tempfile.mkdtemp(prefix="optaxdecay-xla-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+  os.environ["OPTAXDECAY_RUN_XLA_CACHE"] = path  # so xdist workers know it is the run's
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  atexit.register(shutil.rmtree, path, ignore_errors=True)  # this process made it
+
+
+_share_compilations()
+
+import jax  # noqa: E402  (after the cache's environment variables)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # Scripts that the tests launch in subprocesses, not test modules: `--doctest-modules` must not
 # import them (multiprocess_worker.py parses the command line at import).
@@ -120,3 +146,41 @@ def eqx_block():
       self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
 
   return eqx, eqx.filter(Block(jax.random.key(0)), eqx.is_inexact_array)
+
+
+# --- the inner loop: `pytest --quick` -------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+  parser.addoption(
+    "--quick",
+    action="store_true",
+    help="the inner loop while editing: the first case of every test function, no tests marked "
+    "slow (subprocesses, the docs build, smoke runs). CI and the README command run everything.",
+  )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+  config.addinivalue_line(
+    "markers", "slow: launches subprocesses or builds something big; left out by --quick"
+  )
+  run_cache = os.environ.get("OPTAXDECAY_RUN_XLA_CACHE")
+  if config.getoption("--quick") and run_cache == os.environ["JAX_COMPILATION_CACHE_DIR"]:
+    # The inner loop keeps its compilations between runs (git-ignored): a rerun after an edit
+    # recompiles only what the edit changed. Set before this process compiles anything.
+    jax.config.update("jax_compilation_cache_dir", str(config.rootpath / ".cache" / "jax"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+  if not config.getoption("--quick"):
+    return
+  keep, drop, seen = [], [], set()
+  for item in items:
+    key = (item.path, getattr(item, "originalname", item.name))
+    if item.get_closest_marker("slow") is not None or key in seen:
+      drop.append(item)
+    else:
+      seen.add(key)
+      keep.append(item)
+  config.hook.pytest_deselected(items=drop)
+  items[:] = keep

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from _subprocess import run_python
 
+pytestmark = pytest.mark.slow  # subprocesses / builds: not in `pytest --quick`
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 

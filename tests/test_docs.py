@@ -20,6 +20,8 @@ import pytest
 
 import optaxdecay
 
+pytestmark = pytest.mark.slow  # subprocesses / builds: not in `pytest --quick`
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 TEST_REF = re.compile(r"tests/(test_\w+\.py)(?:::(\w+)(?:\[([\w.-]+)\])?)?")

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from _subprocess import run_python
 
+pytestmark = pytest.mark.slow  # subprocesses / builds: not in `pytest --quick`
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

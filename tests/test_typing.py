@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses / builds: not in `pytest --quick`
+
 ROOT = Path(__file__).resolve().parents[1]
 USAGE = ROOT / "tests" / "typecheck" / "usage.py"
 

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the example runs in a subprocess: not in `pytest --quick`
+
 pytest.importorskip("sklearn", reason="examples/variants.py loads scikit-learn's digits")
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "variants.py"
