@@ -119,6 +119,68 @@ def load_mnist(n_train: int = 1000, n_val: int = 1000, seed: int = 0) -> Split:
   )
 
 
+class TextInfo(NamedTuple):
+  """Where :func:`load_stdlib_text` read its bytes: the file list, its size and checksum."""
+
+  root: str
+  files: tuple[str, ...]
+  bytes: int
+  sha256: str
+
+
+def stdlib_files() -> tuple[str, tuple[str, ...]]:
+  """The interpreter's standard library directory and its top-level ``.py`` files, sorted."""
+  import sysconfig
+  from pathlib import Path
+
+  root = Path(sysconfig.get_paths()["stdlib"])
+  return str(root), tuple(sorted(p.name for p in root.glob("*.py")))
+
+
+def load_stdlib_text(
+  n_train: int = 1024, n_val: int = 256, n_test: int = 512, context: int = 32, seed: int = 0
+) -> tuple[Split, TextInfo]:
+  """Byte-level language-model windows from the standard library's ``.py`` files (no download).
+
+  The sorted file list is split **by file**: file ``i`` goes to the test set when ``i % 10 == 0``,
+  to validation when ``i % 10 == 1``, to training otherwise, so no file is in two splits. Each
+  split's files, concatenated, are cut into non-overlapping windows of ``context + 1`` bytes:
+  ``x`` the first ``context`` bytes, ``y`` the next byte at every position. A seeded
+  permutation picks ``n_train`` / ``n_val`` / ``n_test`` windows of each split.
+  """
+  import hashlib
+  from pathlib import Path
+
+  root, files = stdlib_files()
+  digest = hashlib.sha256()
+  parts: dict[int, list[bytes]] = {0: [], 1: [], 2: []}  # train, val, test
+  total = 0
+  for i, name in enumerate(files):
+    data = (Path(root) / name).read_bytes()
+    digest.update(name.encode() + b"\0" + data)
+    total += len(data)
+    parts[{0: 2, 1: 1}.get(i % 10, 0)].append(data)
+  rng = np.random.default_rng(seed)
+
+  def windows(chunks: list[bytes], n: int, which: str) -> tuple[np.ndarray, np.ndarray]:
+    flat = np.frombuffer(b"".join(chunks), np.uint8)
+    m = len(flat) // (context + 1)
+    if n > m:
+      raise ValueError(
+        f"study.load_stdlib_text: `n_{which}`={n} > the {m} windows of {context + 1} bytes in "
+        f"the {which} files."
+      )
+    w = flat[: m * (context + 1)].reshape(m, context + 1)[np.sort(rng.permutation(m)[:n])]
+    return w[:, :-1].astype(np.int32), w[:, 1:].astype(np.int32)
+
+  (xt, yt), (xv, yv), (xs, ys) = (
+    windows(parts[k], n, which)
+    for k, n, which in ((0, n_train, "train"), (1, n_val, "val"), (2, n_test, "test"))
+  )
+  info = TextInfo(root, files, total, digest.hexdigest())
+  return Split("stdlib_text", xt, yt, xv, yv, xs, ys), info
+
+
 # --- models --------------------------------------------------------------------------------
 
 
@@ -155,6 +217,86 @@ def apply_mlp(params: dict, x: jax.Array) -> jax.Array:
   return x
 
 
+class Model(NamedTuple):
+  """A model for :func:`train`: ``init(key) -> params`` and ``apply(params, x) -> logits``."""
+
+  init: Callable[[jax.Array], Any]
+  apply: Callable[[Any, jax.Array], jax.Array]
+
+
+def mlp(sizes: Sequence[int], *, scale_invariant: bool = False) -> Model:
+  """:func:`init_mlp` / :func:`apply_mlp` as a :class:`Model`."""
+  sizes = tuple(sizes)
+  return Model(lambda key: init_mlp(key, sizes, scale_invariant=scale_invariant), apply_mlp)
+
+
+def _layer_norm(p: dict, x: jax.Array) -> jax.Array:
+  mean = x.mean(-1, keepdims=True)
+  x = (x - mean) * jax.lax.rsqrt(jnp.square(x - mean).mean(-1, keepdims=True) + 1e-5)
+  return x * p["scale"] + p["bias"]
+
+
+def init_transformer(
+  key: jax.Array, *, width: int = 32, depth: int = 2, context: int = 32, vocab: int = 256
+) -> dict:
+  """A pre-LN decoder-only transformer's parameters (GPT-2 initialization, as Flax names them).
+
+  ``embed``/``pos`` embeddings, ``block_i`` with ``ln_1``, ``attn`` (fused QKV), ``proj``,
+  ``ln_2``, ``fc`` and ``out`` (an MLP of width ``4 * width``), then ``ln_f`` and ``head``.
+  """
+  keys = iter(jax.random.split(key, 3 + 4 * depth))
+  normal = lambda shape, std=0.02: std * jax.random.normal(next(keys), shape)
+  ln = lambda: {"scale": jnp.ones(width), "bias": jnp.zeros(width)}
+
+  def dense(fan_in: int, fan_out: int, std: float = 0.02) -> dict:
+    return {"kernel": normal((fan_in, fan_out), std), "bias": jnp.zeros(fan_out)}
+
+  params: dict = {"embed": {"embedding": normal((vocab, width))}}
+  params["pos"] = {"embedding": normal((context, width))}
+  residual = 0.02 / math.sqrt(2 * depth)
+  for i in range(depth):
+    params[f"block_{i}"] = {
+      "ln_1": ln(),
+      "attn": dense(width, 3 * width),
+      "proj": dense(width, width, residual),
+      "ln_2": ln(),
+      "fc": dense(width, 4 * width),
+      "out": dense(4 * width, width, residual),
+    }
+  params["ln_f"] = ln()
+  params["head"] = dense(width, vocab)
+  return params
+
+
+def apply_transformer(params: dict, x: jax.Array, *, heads: int = 4) -> jax.Array:
+  """Next-byte logits ``(..., context, vocab)`` for byte windows ``x`` ``(..., context)``."""
+  t = x.shape[-1]
+  h = params["embed"]["embedding"][x] + params["pos"]["embedding"][:t]
+  causal = jnp.tril(jnp.ones((t, t), bool))
+  depth = sum(k.startswith("block_") for k in params)
+  for i in range(depth):
+    b = params[f"block_{i}"]
+    q, k, v = jnp.split(_layer_norm(b["ln_1"], h) @ b["attn"]["kernel"] + b["attn"]["bias"], 3, -1)
+    split = lambda a: a.reshape(*a.shape[:-1], heads, -1)
+    q, k, v = split(q), split(k), split(v)
+    att = jnp.einsum("...qhd,...khd->...hqk", q, k) / math.sqrt(q.shape[-1])
+    att = jax.nn.softmax(jnp.where(causal, att, -1e9), -1)
+    y = jnp.einsum("...hqk,...khd->...qhd", att, v).reshape(h.shape)
+    h = h + y @ b["proj"]["kernel"] + b["proj"]["bias"]
+    z = jax.nn.gelu(_layer_norm(b["ln_2"], h) @ b["fc"]["kernel"] + b["fc"]["bias"])
+    h = h + z @ b["out"]["kernel"] + b["out"]["bias"]
+  h = _layer_norm(params["ln_f"], h)
+  return h @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+def transformer(*, width: int = 32, depth: int = 2, context: int = 32, heads: int = 4) -> Model:
+  """:func:`init_transformer` / :func:`apply_transformer` as a :class:`Model`."""
+  return Model(
+    lambda key: init_transformer(key, width=width, depth=depth, context=context),
+    lambda p, x: apply_transformer(p, x, heads=heads),
+  )
+
+
 # --- optimizers ------------------------------------------------------------------------------
 
 
@@ -163,8 +305,13 @@ def cosine(steps: int) -> Callable[[Any], jax.Array]:
   return lambda count: 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count, steps) / steps))
 
 
-def make_optimizer(name: str, lr: Any, lam: Any, steps: int) -> optax.GradientTransformation:
-  """One of :data:`NAMES` with base learning rate ``lr`` and strength ``lam`` (traced or not)."""
+def make_optimizer(
+  name: str, lr: Any, lam: Any, steps: int, *, mask: Any = od.bias_mask
+) -> optax.GradientTransformation:
+  """One of :data:`NAMES` with base learning rate ``lr`` and strength ``lam`` (traced or not).
+
+  ``mask`` selects the decayed (or penalized) leaves; default :func:`optaxdecay.bias_mask`.
+  """
   eta = cosine(steps)
 
   def sched(count: Any) -> jax.Array:
@@ -173,7 +320,6 @@ def make_optimizer(name: str, lr: Any, lam: Any, steps: int) -> optax.GradientTr
   def rate(count: Any) -> jax.Array:
     return lam * eta(count)
 
-  mask = od.bias_mask
   if name == "SGDm + L2":
     return optax.chain(od.add_l2_to_grad(lam, mask=mask), optax.sgd(sched, momentum=MOMENTUM))
   if name == "SGDW":
@@ -207,6 +353,8 @@ class Runs(NamedTuple):
   train_accuracy: np.ndarray
   params: Any  # final parameters, leaves with a leading configuration axis
   opt_state: Any  # final optimizer states, likewise
+  val_loss: np.ndarray | None = None  # mean cross-entropy (nats per prediction)
+  test_loss: np.ndarray | None = None
 
 
 def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
@@ -225,10 +373,12 @@ def train(
   lams: Sequence[float] | np.ndarray,
   seeds: Sequence[int] | np.ndarray,
   *,
-  sizes: Sequence[int],
+  sizes: Sequence[int] | None = None,
   steps: int,
   batch_size: int = 100,
   scale_invariant: bool = False,
+  model: Model | None = None,
+  mask: Any = od.bias_mask,
   reverse_batches: Sequence[bool] | None = None,
   chunk: int = 250,
   progress: Any = None,
@@ -240,10 +390,15 @@ def train(
   reverse order: in exact arithmetic the same run (a mean does not depend on the
   order of its terms); in floating point the sums round differently. Steps run
   ``chunk`` at a time in one jitted ``lax.scan``; ``progress`` (a ``tqdm`` bar or
-  ``None``) advances by one per step.
+  ``None``) advances by one per step. The model is the MLP of ``sizes`` (and
+  ``scale_invariant``) unless ``model`` is given (e.g. :func:`transformer`, on
+  :func:`load_stdlib_text`); ``mask`` is passed to :func:`make_optimizer`.
   """
   if not len(lrs) == len(lams) == len(seeds):
     raise ValueError("study.train: `lrs`, `lams` and `seeds` must have one entry per run")
+  if (model is None) == (sizes is None):
+    raise ValueError("study.train: pass exactly one of `sizes` (the MLP) and `model`")
+  net = model if model is not None else mlp(tuple(sizes or ()), scale_invariant=scale_invariant)
   rev = np.zeros(len(seeds), bool) if reverse_batches is None else np.asarray(reverse_batches)
   lr = jnp.asarray(np.asarray(lrs, float))  # float32, or float64 under jax_enable_x64
   lam = jnp.asarray(np.asarray(lams, float))
@@ -254,50 +409,62 @@ def train(
   idx_all = np.where(rev[:, None, None], idx[np.asarray(which), :, ::-1], idx[np.asarray(which)])
   idx_t = jnp.asarray(np.swapaxes(idx_all, 0, 1))  # (T, runs, B)
   x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-  sizes = tuple(sizes)
 
-  def tx(lr_i, lam_i):
-    return make_optimizer(name, lr_i, lam_i, steps)
+  def tx(lr_i, lam_i, total):
+    return make_optimizer(name, lr_i, lam_i, total, mask=mask)
 
   def init(seed, lr_i, lam_i):
-    p = init_mlp(jax.random.key(seed), sizes, scale_invariant=scale_invariant)
-    return p, tx(lr_i, lam_i).init(p)
+    p = net.init(jax.random.key(seed))
+    return p, tx(lr_i, lam_i, steps).init(p)
 
-  def step(p, s, lr_i, lam_i, rows):
+  def step(p, s, lr_i, lam_i, rows, xs, ys, total):
     def loss(q):
-      logits = apply_mlp(q, x_train[rows])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y_train[rows]).mean()
+      logits = net.apply(q, xs[rows])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, ys[rows]).mean()
 
-    u, s = tx(lr_i, lam_i).update(jax.grad(loss)(p), s, p)
+    u, s = tx(lr_i, lam_i, total).update(jax.grad(loss)(p), s, p)
     return optax.apply_updates(p, u), s
 
-  vstep: Any = jax.vmap(step)
+  vstep: Any = jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None))
 
+  # The data and the run's length are arguments, not constants, so that runs of other lengths
+  # or data sizes reuse the compiled chunk (with the same number of runs and chunk length).
   @jax.jit
-  def run_chunk(p, s, rows):
+  def run_chunk(p, s, rows, xs, ys, lr, lam, total):
     def body(carry, r):
-      return vstep(*carry, lr, lam, r), None
+      return vstep(*carry, lr, lam, r, xs, ys, total), None
 
     return jax.lax.scan(body, (p, s), rows)[0]
 
   seed_arr = jnp.asarray(seeds, jnp.uint32)
   params, state = jax.jit(jax.vmap(init))(seed_arr, lr, lam)
+  total = jnp.asarray(steps)
   for lo in range(0, steps, chunk):
-    params, state = run_chunk(params, state, idx_t[lo : lo + chunk])
+    rows = idx_t[lo : lo + chunk]
+    params, state = run_chunk(params, state, rows, x_train, y_train, lr, lam, total)
     if progress is not None:
       progress.update(min(chunk, steps - lo))
-  acc = jax.jit(jax.vmap(_accuracy, in_axes=(0, None, None)))
+  evaluate = jax.jit(jax.vmap(lambda p, x, y: _metrics(net, p, x, y), in_axes=(0, None, None)))
+  (val_acc, val_loss), (test_acc, test_loss), (train_acc, _) = (
+    evaluate(params, jnp.asarray(x), jnp.asarray(y))
+    for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test), (x_train, y_train))
+  )
   return Runs(
-    val_accuracy=np.asarray(acc(params, data.x_val, data.y_val)),
-    test_accuracy=np.asarray(acc(params, data.x_test, data.y_test)),
-    train_accuracy=np.asarray(acc(params, x_train, y_train)),
+    val_accuracy=np.asarray(val_acc),
+    test_accuracy=np.asarray(test_acc),
+    train_accuracy=np.asarray(train_acc),
     params=params,
     opt_state=state,
+    val_loss=np.asarray(val_loss),
+    test_loss=np.asarray(test_loss),
   )
 
 
-def _accuracy(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-  return jnp.mean(jnp.argmax(apply_mlp(params, x), -1) == y)
+def _metrics(net: Model, params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Accuracy and mean cross-entropy of the predictions (every position, for a sequence)."""
+  logits = net.apply(params, x)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+  return jnp.mean(jnp.argmax(logits, -1) == y), loss
 
 
 def grid(

@@ -15,6 +15,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _subprocess import run_python
 
@@ -62,6 +63,7 @@ SMOKE_RUNS = {
     "--no-progress",
     "--out={out}",
   ],
+  "test_decay_scaling_smoke": [str(EXAMPLES / "decay_scaling.py"), "--smoke", "--out={out}"],
 }
 
 
@@ -211,6 +213,32 @@ def test_does_it_matter_smoke(smoke):
     "mechanism_slopes",
   }
   assert len(results["mnist1d"]["AdamW"]["test"]) == 3
+
+
+def test_decay_scaling_smoke(smoke):
+  _needs_plotting()
+  out, proc = smoke
+  text = proc.stdout
+  assert re.search(r"^text: \d+ files, [\d,]+ bytes, sha256 [0-9a-f]{16}", text, re.M), text
+  for axis in ("lr", "T", "N"):  # one slope row per axis, next to the three rules' predictions
+    assert re.search(rf"^{axis} +[-+]\d+\.\d\d ", text, re.M), text
+  results = json.loads((out / "results.json").read_text())
+  res = results["setups"]["text"]["optimizers"]["AdamW"]
+  assert [p["axis"] for p in res["points"]] == ["base", "lr", "lr", "T", "T", "N", "N"]
+  assert set(res["slopes"]) == {"lr", "T", "N"}
+  assert set(res["losses"]["T×4"]) == {"λ fixed", "r fixed", "timescale"}
+  # The rules' predictions at T×4 from the base point's best r: same r for the first two,
+  # a quarter of it for the timescale rule.
+  base_r = 10 ** res["points"][0]["best_log_r"]
+  t4 = next(p for p in res["points"] if p["axis"] == "T" and p["factor"] == 4.0)
+  np.testing.assert_allclose(t4["final"]["r fixed"]["r"], base_r, rtol=1e-9)
+  np.testing.assert_allclose(t4["final"]["timescale"]["r"], base_r / 4, rtol=1e-9)
+  assert t4["steps"] == 4 * res["points"][0]["steps"]
+  n2 = next(p for p in res["points"] if p["axis"] == "N" and p["factor"] == 2.0)
+  base = res["points"][0]
+  assert (n2["steps"], n2["n_train"]) == (2 * base["steps"], 2 * base["n_train"])  # T ∝ N
+  assert len(results["setups"]["text"]["text"]["sha256"]) == 64
+  _assert_png(out / "best_r.png")
 
 
 # --- examples/colab_tpu.ipynb ---------------------------------------------------

