@@ -409,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       res["losses"] = losses(res, 100.0)
       res["seconds"] = time.perf_counter() - t0
       entry["optimizers"][name] = res
-      lines += report(setup, name, res)
-      print("\n".join(lines[-(len(res["losses"]) + 6) :]), flush=True)
+      block = report(setup, name, res)
+      lines += block
+      print("\n".join(block), flush=True)
     results["setups"][setup.key] = entry
   results["seconds"] = time.perf_counter() - start
   lines.append(f"\ntotal: {results['seconds']:.0f} s")

@@ -133,10 +133,14 @@ def test_checkpoints_move_between_process_counts_and_meshes(tmp):
   its restore onto new shardings, is compared bit for bit.
   """
   args = ("--optimizer", "adamw", "--mode", "elementwise")
-  full = tmp / "full.npz"
-  _ok(launch(2, *args, "--steps", "6", out=full))
-  ck2 = tmp / "from-two"
-  _ok(launch(2, *args, "--steps", "3", "--save-at", "3", "--ckpt", str(ck2)))
+  # Each full run saves its checkpoint on the way (after step 3 of 6): one launch per process
+  # count for the reference and the checkpoint, and the two references must agree bit for bit.
+  full, full_one = tmp / "full.npz", tmp / "full-one.npz"
+  ck2, ck1 = tmp / "from-two", tmp / "from-one"
+  save = ("--steps", "6", "--save-at", "3", "--ckpt")
+  _ok(launch(2, *args, *save, str(ck2), out=full))
+  _ok(launch(1, *args, *save, str(ck1), out=full_one))
+  assert not _bitwise(_load(full), _load(full_one))
   resumed = tmp / "resumed-in-one.npz"
   cont = ("--first", "3", "--steps", "3")
   one = launch(
@@ -144,8 +148,6 @@ def test_checkpoints_move_between_process_counts_and_meshes(tmp):
   )
   _ok(one, n_devices=4)
   assert not _bitwise(_load(full), _load(resumed))
-  ck1 = tmp / "from-one"
-  _ok(launch(1, *args, "--steps", "3", "--save-at", "3", "--ckpt", str(ck1)))
   resumed2 = tmp / "resumed-in-two.npz"
   _ok(launch(2, *args, *cont, "--mesh", "4x2", "--restore", str(ck1), out=resumed2))
   assert not _bitwise(_load(full), _load(resumed2))
