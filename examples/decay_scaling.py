@@ -392,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.smoke and only is None:
     only = {"text"}  # the new model; the MLP path is the first study's (tests/test_study.py)
   lines = ["# Does it matter, part II: how to set the decay as lr, T and N change"]
+  print(lines[0], flush=True)
   for setup in setups(args.smoke):
     if only is not None and setup.key not in only:
       continue
@@ -402,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        "sha256": tr.info.sha256}  # fmt: skip
       lines.append(f"text: {len(tr.info.files)} files, {tr.info.bytes:,} bytes, sha256 "
                    f"{tr.info.sha256[:16]}… from {tr.info.root}")  # fmt: skip
+      print(lines[-1], flush=True)
     for name in setup.optimizers:
       t0 = time.perf_counter()
       res = run_optimizer(tr, name, args)
