@@ -16,10 +16,10 @@ timescale ``1/r ∝ T`` (Wang & Aitchison) 0     −1     −1
 
 (the N axis grows ``T ∝ N``: a fixed number of epochs). The protocol is the first study's
 (``examples/does_it_matter.py``): at each point of each axis, the best ``r`` on *validation*
-(mean over 3 grid seeds, refined between grid points by a parabola in ``log r``), then the test
-metric on 10 fresh seeds at it, and — at the points off the base — at what each rule predicts
-from the base point's best ``r`` instead, paired by seed: the accuracy (or loss) lost by
-following the rule instead of re-tuning.
+(mean over 3 grid seeds on a grid that grows past a winning edge, refined between grid points
+by a parabola in ``log r``), then the test metric on 10 fresh seeds at it, and — at the points
+off the base — at what each rule predicts from the base point's best ``r`` instead, paired by
+seed: the accuracy (or loss) lost by following the rule instead of re-tuning.
 
 Optimizers (``optaxdecay.study``, cosine schedule, the decay masked to the kernels):
 
@@ -35,7 +35,7 @@ Data: MNIST-1D (``mnist1d``'s generator) and byte windows of the running interpr
 library ``.py`` files (``study.load_stdlib_text``: split by file; the file list's size and
 checksum are printed and saved). Nothing is downloaded.
 
-Run ``python examples/decay_scaling.py --out results/decay_scaling`` (about 25 minutes on 2 CPU
+Run ``python examples/decay_scaling.py --out results/decay_scaling`` (about 22 minutes on 2 CPU
 cores) or ``--smoke`` (seconds; its numbers mean nothing). Needs the ``examples`` extra.
 """
 
@@ -83,10 +83,12 @@ def setups(smoke: bool) -> list[Setup]:
   """The three setups at their base points (``--smoke``: AdamW only, tiny sizes)."""
   lr = {"AdamW": 3e-3, "Adam + L2": 3e-3, "SGDm + L2": 0.1}
   r0 = {"AdamW": 1e-3, "Adam + L2": 3e-5, "SGDm + L2": 1e-3}
-  text_lr, text_r0 = {"AdamW": 3e-3, "Adam + L2": 3e-3}, {"AdamW": 3e-3, "Adam + L2": 3e-5}
+  # The text base point overfits: 40 windows (1,320 bytes) for 200 steps of 16 is 80 epochs,
+  # where decay is worth half a nat per byte (at 160 windows it was worth nothing).
+  text_lr, text_r0 = {"AdamW": 3e-3, "Adam + L2": 3e-3}, {"AdamW": 2e-2, "Adam + L2": 1.5e-4}
   mlp_opts: tuple[str, ...] = ("AdamW", "Adam + L2", "SGDm + L2")
   text_opts: tuple[str, ...] = ("AdamW", "Adam + L2")
-  steps, n, text_steps, text_n = 800, 1500, 200, 160
+  steps, n, text_steps, text_n = 800, 1500, 200, 40
   if smoke:
     mlp_opts = text_opts = ("AdamW",)
     steps, n, text_steps, text_n = 24, 400, 8, 32
@@ -184,8 +186,9 @@ def best_log_r(log_rs: np.ndarray, val: np.ndarray) -> float:
 
   At a grid edge (or on a curve with no interior maximum) it is the best grid point.
   """
+  val = np.where(np.isfinite(val), val, -np.inf)  # a diverged run never wins
   i = int(np.argmax(val))
-  if i == 0 or i == len(val) - 1:
+  if i == 0 or i == len(val) - 1 or not np.isfinite(val[i - 1 : i + 2]).all():
     return float(log_rs[i])
   a, b, _ = np.polyfit(log_rs[i - 1 : i + 2], val[i - 1 : i + 2], 2)
   if a >= 0:
@@ -201,6 +204,45 @@ def grid_rs(setup: Setup, name: str, point: Point, width: int) -> np.ndarray:
   return centre * 10**offsets
 
 
+#: The r grid grows past a winning edge by this many steps at a time, at most ``MAX_GROW`` times
+#: (and never to ``r`` ≥ ``MAX_R``: a weight cannot lose more than itself in a step).
+GROW, MAX_GROW, MAX_R = 2, 3, 0.5
+
+
+def bracketed_grid(
+  score: Any, rs: np.ndarray, seeds: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, bool]:
+  """Validation scores ``(r, seed)`` on the grid ``rs``, grown past an edge that wins.
+
+  ``score(rs, seeds)`` gives one score per pair. Where the seed-mean's best is the smallest or
+  the largest ``r``, the true best lies beyond it, so the grid grows there by :data:`GROW`
+  points of its own log-spacing and is scored again, until the best is interior. Returns the
+  grid, its scores and whether the best is still at an edge (grown :data:`MAX_GROW` times, or
+  capped at :data:`MAX_R`).
+  """
+
+  def run(new: np.ndarray) -> np.ndarray:
+    val = score(np.repeat(new, len(seeds)), np.tile(seeds, len(new)))
+    return np.asarray(val).reshape(len(new), len(seeds))
+
+  val = run(rs)
+  step = float(np.log10(rs[1] / rs[0])) if len(rs) > 1 else 0.5
+  for _ in range(MAX_GROW + 1):
+    i = int(np.argmax(np.where(np.isfinite(val), val, -np.inf).mean(1)))
+    low, high = i == 0, i == len(rs) - 1
+    if not (low or high):
+      return rs, val, False
+    k = np.arange(1, GROW + 1)
+    new = rs[0] * 10 ** (-step * k[::-1]) if low else rs[-1] * 10 ** (step * k)
+    new = new[new < MAX_R]
+    if len(new) == 0 or _ == MAX_GROW:
+      return rs, val, True
+    more = run(new)
+    rs, val = (np.concatenate([new, rs]), np.concatenate([more, val])) if low else (
+      np.concatenate([rs, new]), np.concatenate([val, more]))  # fmt: skip
+  raise AssertionError("unreachable")
+
+
 def run_optimizer(tr: Trainer, name: str, args: argparse.Namespace) -> dict[str, Any]:
   setup = tr.setup
   grid_seeds = list(range(args.grid_seeds))
@@ -208,15 +250,14 @@ def run_optimizer(tr: Trainer, name: str, args: argparse.Namespace) -> dict[str,
   out: dict[str, Any] = {"points": []}
   base_best = None
   for point in points(setup, name):
-    rs = grid_rs(setup, name, point, args.grid)
-    mesh_r = np.repeat(rs, len(grid_seeds))
-    mesh_s = np.tile(grid_seeds, len(rs))
-    val, _ = tr.scores(name, point, mesh_r, mesh_s)
-    val = np.asarray(val).reshape(len(rs), len(grid_seeds))
+
+    def score(r: np.ndarray, s: np.ndarray, point: Point = point) -> Any:
+      return tr.scores(name, point, r, s)[0]
+
+    rs, val, edge = bracketed_grid(score, grid_rs(setup, name, point, args.grid), grid_seeds)
     log_rs = np.log10(rs)
     per_seed = [best_log_r(log_rs, val[:, s]) for s in range(len(grid_seeds))]
     best = best_log_r(log_rs, val.mean(1))
-    edge = int(np.argmax(val.mean(1))) in (0, len(rs) - 1)
     if point.axis == "base":
       base_best = best
       final = {"re-tuned": 10**best, "λ = 0": 0.0}
@@ -250,8 +291,29 @@ def run_optimizer(tr: Trainer, name: str, args: argparse.Namespace) -> dict[str,
   return out
 
 
+def edge_side(point: dict[str, Any]) -> int:
+  """−1 where the grid's smallest r still won (the true best is smaller), +1 the largest, 0 none."""
+  if not point["at_grid_edge"]:
+    return 0
+  return -1 if point["best_log_r"] <= math.log10(min(point["grid_r"])) + 1e-9 else 1
+
+
+def slope_bound(lo: dict[str, Any], hi: dict[str, Any]) -> str:
+  """What an edge makes of the slope: ``"≥"``, ``"≤"``, ``"?"`` (both ways) or ``""`` (exact).
+
+  The three points sit at ``−x, 0, +x`` in log factor, so the fitted slope is
+  ``(best_hi − best_lo)/2x``: a best below the grid at ``lo`` (or above it at ``hi``) only makes
+  the true slope larger.
+  """
+  ways = {-edge_side(lo), edge_side(hi)} - {0}
+  return {frozenset(): "", frozenset({1}): "≥", frozenset({-1}): "≤"}.get(frozenset(ways), "?")
+
+
 def slopes(res: dict[str, Any]) -> dict[str, Any]:
-  """Per axis: the log-log slope of the best r (per grid seed, and its t-interval)."""
+  """Per axis: the log-log slope of the best r (per grid seed, and its t-interval).
+
+  ``bound`` says whether an edge makes the slope a bound (:func:`slope_bound`).
+  """
   pts = res["points"]
   base = pts[0]
   out = {}
@@ -273,6 +335,7 @@ def slopes(res: dict[str, Any]) -> dict[str, Any]:
       "per_seed": per_seed.tolist(),
       "interval": None if iv is None else [iv.mean - iv.half, iv.mean + iv.half],
       "edge": bool(lo["at_grid_edge"] or hi["at_grid_edge"] or base["at_grid_edge"]),
+      "bound": slope_bound(lo, hi),
     }
   return out
 
@@ -305,9 +368,8 @@ def report(setup: Setup, name: str, res: dict[str, Any]) -> list[str]:
   for axis, s in res["slopes"].items():
     ci = "n/a" if s["interval"] is None else f"[{s['interval'][0]:+.2f}, {s['interval'][1]:+.2f}]"
     pred = "  ".join(f"{RULES[k][axis]:>+10.0f}" for k in RULES)
-    lines.append(
-      f"{axis:<5} {s['slope']:>+20.2f} {ci:>20}   {pred}{'  (grid edge)' if s['edge'] else ''}"
-    )
+    slope = f"{s['bound']}{s['slope']:+.2f}"
+    lines.append(f"{axis:<5} {slope:>20} {ci:>20}   {pred}{'  (grid edge)' if s['edge'] else ''}")
   lines.append(f"lost by following a rule instead of re-tuning ({unit}, paired, 10 seeds):")
   for key, rules in res["losses"].items():
     cells = "  ".join(f"{r}: {m:+.2f} ± {h:.2f}" for r, (m, h) in rules.items())
@@ -315,37 +377,89 @@ def report(setup: Setup, name: str, res: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _ci(s: dict[str, Any]) -> str:
+  """A slope with its interval; a bound (an edge won off the base) has no interval."""
+  iv = s["interval"]
+  if s["bound"]:
+    return f"{s['bound']} {s['slope']:+.2f} †"
+  cell = f"{s['slope']:+.2f}" + ("" if iv is None else f" [{iv[0]:+.2f}, {iv[1]:+.2f}]")
+  return cell + (" †" if s["edge"] else "")
+
+
+def markdown(results: dict[str, Any]) -> str:
+  """The docs page's tables (``docs/decay_scaling.md``): slopes, then what each rule lost.
+
+  A loss is bold where its interval holds 0: following the rule was as good as re-tuning.
+  """
+  rules = "  ".join(f"{k}: {RULES[k]['lr']:+.0f}, {RULES[k]['T']:+.0f}, {RULES[k]['N']:+.0f}"
+                    for k in RULES)  # fmt: skip
+  out = [
+    f"Slopes of log best r (95 % CI over grid seeds; † the grid's edge won somewhere on the axis;"
+    f" ≥ or ≤: an edge won off the base even after the grid grew, so the slope is a bound)."
+    f" The rules predict (lr, T, N) = {rules}.",
+    "",
+    "| setup | optimizer | best r | gain over λ = 0 | lr | T | N |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for skey, entry in results["setups"].items():
+    unit = "nats/byte ×100" if skey == "text" else "points"
+    for name, res in entry["optimizers"].items():
+      base = res["points"][0]
+      gain = study.paired(base["final"]["re-tuned"]["test"], base["final"]["λ = 0"]["test"], 100)
+      cells = [entry["title"], name, f"{10 ** base['best_log_r']:.3g}", f"{gain} {unit}"]
+      out.append("| " + " | ".join(cells + [_ci(res["slopes"][a]) for a in AXES]) + " |")
+  out += ["", "Lost by following a rule instead of re-tuning (test, paired over 10 seeds; "
+          "points, or nats/byte ×100 on text; **bold**: not resolved from 0).", "",
+          "| setup | optimizer | point | " + " | ".join(RULES) + " |",
+          "|---|---|---|" + "---|" * len(RULES)]  # fmt: skip
+  for entry in results["setups"].values():
+    for name, res in entry["optimizers"].items():
+      for key, by_rule in res["losses"].items():
+        cells = [f"**{m:+.2f} ± {h:.2f}**" if abs(m) <= h else f"{m:+.2f} ± {h:.2f}"
+                 for m, h in by_rule.values()]  # fmt: skip
+        out.append(f"| {entry['title']} | {name} | {key} | " + " | ".join(cells) + " |")
+  return "\n".join(out) + "\n"
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
+  """Best r against each axis (black; hollow where the grid's edge won), both rules drawn."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import NullLocator
 
   rows = [(s, n) for s in results["setups"] for n in results["setups"][s]["optimizers"]]
-  fig, axes = plt.subplots(len(rows), 3, figsize=(11, 2.6 * len(rows)), squeeze=False)
+  fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.3 * len(rows) + 0.6), squeeze=False)
+  titles = {"lr": "learning rate / base", "T": "steps T / base", "N": "train set N / base (T ∝ N)"}
   for i, (skey, name) in enumerate(rows):
-    res = results["setups"][skey]["optimizers"][name]
-    pts = res["points"]
+    pts = results["setups"][skey]["optimizers"][name]["points"]
     base = pts[0]
     for j, axis in enumerate(AXES):
       ax = axes[i][j]
       lo, hi = [p for p in pts if p["axis"] == axis]
+      trio = (lo, base, hi)
       f = np.array([lo["factor"], 1.0, hi["factor"]])
-      best = np.array([lo["best_log_r"], base["best_log_r"], hi["best_log_r"]])
-      seeds = np.array(
-        [lo["best_log_r_per_seed"], base["best_log_r_per_seed"], hi["best_log_r_per_seed"]]
-      )
-      ax.plot(f, 10**seeds, "o", color="0.7", ms=3)
-      ax.plot(f, 10**best, "ko-", label="measured (best on validation)")
+      best = np.array([p["best_log_r"] for p in trio])
+      ax.plot(f, 10 ** np.array([p["best_log_r_per_seed"] for p in trio]), "o", color="0.75", ms=3)
+      ax.plot(f, 10**best, "k-", label="measured: best on validation")
+      edge = np.array([p["at_grid_edge"] for p in trio])
+      ax.plot(f[~edge], 10 ** best[~edge], "ko")
+      ax.plot(f[edge], 10 ** best[edge], "o", mfc="white", mec="k", label="(at the grid's edge)")
       for rule, style in zip(RULES, ("--", ":", "-."), strict=True):
         ax.plot(f, 10 ** (base["best_log_r"] + RULES[rule][axis] * np.log10(f)), style, label=rule)
       ax.set_xscale("log")
       ax.set_yscale("log")
-      ax.set_xlabel(f"{axis} / base")
+      ax.xaxis.set_minor_locator(NullLocator())
+      ax.set_xticks(f, [f"×{v:.2g}" for v in f])
+      if i == len(rows) - 1:
+        ax.set_xlabel(titles[axis])
       if j == 0:
-        ax.set_ylabel(f"{results['setups'][skey]['title']}\n{name}\nbest r per step", fontsize=8)
-  axes[0][0].legend(fontsize=7)
-  fig.tight_layout()
+        title = results["setups"][skey]["title"]
+        ax.set_ylabel(f"{title}\n{name}\nbest r per step", fontsize=8)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper center", ncol=5, fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
@@ -358,8 +472,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--grid", type=int, default=None, help="r values per grid (default 6)")
   p.add_argument("--grid-seeds", type=int, default=None, help="seeds per grid point (default 3)")
   p.add_argument("--seeds", type=int, default=None, help="test seeds (default 10)")
+  p.add_argument(
+    "--from", dest="saved", type=Path, default=None, help="re-derive the tables from a results.json"
+  )
   args = p.parse_args(argv)
-  defaults = (2, 2, 2) if args.smoke else (6, 3, 10)
+  defaults = (3, 2, 2) if args.smoke else (6, 3, 10)
   for attr, d in zip(("grid", "grid_seeds", "seeds"), defaults, strict=True):
     if getattr(args, attr) is None:
       setattr(args, attr, d)
@@ -383,8 +500,34 @@ def _share_compilations() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def write(results: dict[str, Any], out: Path, lines: list[str]) -> None:
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "results.json").write_text(json.dumps(results, indent=1))
+  (out / "report.txt").write_text("\n".join(lines) + "\n")
+  (out / "tables.md").write_text(markdown(results))
+  plot(results, out / "best_r.png")
+
+
+def rederive(saved: Path, out: Path | None) -> dict[str, Any]:
+  """``--from``: the analysis again on a run's saved scores (nothing is trained)."""
+  results = json.loads(saved.read_text())
+  lines = []
+  for key, entry in results["setups"].items():
+    setup = next(s for s in setups(results["args"]["smoke"] == "True") if s.key == key)
+    for name, res in entry["optimizers"].items():
+      res["slopes"] = slopes(res)
+      res["losses"] = losses(res, 100.0)
+      lines += report(setup, name, res)
+  print("\n".join(lines))
+  if out is not None:
+    write(results, out, lines)
+  return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
+  if args.saved is not None:
+    return rederive(args.saved, args.out)
   _share_compilations()
   start = time.perf_counter()
   results: dict[str, Any] = {"setups": {}, "args": {k: str(v) for k, v in vars(args).items()}}
@@ -419,10 +562,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   lines.append(f"\ntotal: {results['seconds']:.0f} s")
   print(lines[-1])
   if args.out is not None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "report.txt").write_text("\n".join(lines) + "\n")
-    plot(results, args.out / "best_r.png")
+    write(results, args.out, lines)
   return results
 
 
