@@ -1,0 +1,169 @@
+"""``examples/decay_scaling.py``: its selection rule, and the docs page against the saved run.
+
+The page's tables are not typed by hand: they are :func:`decay_scaling.markdown` of the run's
+``results.json`` (saved as ``docs/decay_scaling_results.json``), and its slopes and losses are
+recomputed here from the raw per-seed scores that run saved, so a number on the page that the
+data do not give fails this file. The run itself is checked at ``--smoke`` size in
+``tests/test_examples.py::test_decay_scaling_smoke``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "decay_scaling_results.json"
+PAGE = ROOT / "docs" / "decay_scaling.md"
+
+pytest.importorskip("scipy", reason="the study's intervals need scipy (the [examples] extra)")
+
+
+@pytest.fixture(scope="module")
+def ds():
+  path = ROOT / "examples" / "decay_scaling.py"
+  spec = importlib.util.spec_from_file_location("decay_scaling", path)
+  assert spec is not None and spec.loader is not None
+  module = importlib.util.module_from_spec(spec)
+  sys.modules["decay_scaling"] = module
+  spec.loader.exec_module(module)
+  yield module
+  sys.modules.pop("decay_scaling", None)
+
+
+@pytest.fixture(scope="module")
+def results():
+  return json.loads(RESULTS.read_text())
+
+
+@pytest.mark.parametrize("vertex", [-3.3, -2.71, -2.2])
+def test_best_log_r_is_the_vertex_of_a_parabola_through_the_grid(ds, vertex):
+  log_rs = np.linspace(-4.0, -1.5, 6)
+  val = -((log_rs - vertex) ** 2)
+  assert ds.best_log_r(log_rs, val) == pytest.approx(vertex, abs=1e-9)
+
+
+def test_best_log_r_at_the_grid_edge_is_the_edge(ds):
+  log_rs = np.linspace(-4.0, -1.5, 6)
+  assert ds.best_log_r(log_rs, -log_rs) == log_rs[0]  # decreasing: the smallest r won
+  assert ds.best_log_r(log_rs, log_rs) == log_rs[-1]
+
+
+def _scorer(peak_log_r: float, calls: list[int]):
+  """A validation score peaked at ``peak_log_r``, the same for every seed; counts its calls."""
+
+  def score(rs, seeds):
+    calls.append(len(rs))
+    return -((np.log10(rs) - peak_log_r) ** 2) + 0.0 * np.asarray(seeds)
+
+  return score
+
+
+@pytest.mark.parametrize(("peak", "grows"), [(-5.9, 3), (-2.8, 0), (-0.9, 1)])
+def test_the_grid_grows_until_the_best_r_is_inside_it(ds, peak, grows):
+  rs = 10 ** np.linspace(-4.0, -1.5, 6)
+  calls: list[int] = []
+  grid, val, edge = ds.bracketed_grid(_scorer(peak, calls), rs, [0, 1, 2])
+  assert not edge
+  assert np.all(np.diff(np.log10(grid)) == pytest.approx(0.5))  # one spacing, sorted
+  assert val.shape == (len(grid), 3)
+  assert ds.best_log_r(np.log10(grid), val.mean(1)) == pytest.approx(peak, abs=1e-9)
+  assert len(grid) == 6 + ds.GROW * grows
+  assert calls == [18] + [3 * ds.GROW] * grows  # only the new points are trained
+
+
+def test_the_grid_stops_at_max_r_and_says_so(ds):
+  rs = 10 ** np.linspace(-3.0, -0.5, 6)  # the best r = 10 is beyond any weight's size
+  grid, _, edge = ds.bracketed_grid(_scorer(1.0, []), rs, [0])
+  assert edge and grid.max() < ds.MAX_R
+
+
+def _point(best_log_r: float, edge: bool) -> dict:
+  return {"grid_r": [1e-4, 1e-3, 1e-2], "best_log_r": best_log_r, "at_grid_edge": edge}
+
+
+@pytest.mark.parametrize(
+  ("lo", "hi", "bound"),
+  [
+    ((-3.0, False), (-3.0, False), ""),
+    ((-4.0, True), (-3.0, False), "≥"),  # lo's best lies below the grid: the slope is larger
+    ((-3.0, False), (-2.0, True), "≥"),  # hi's best lies above it
+    ((-2.0, True), (-3.0, False), "≤"),
+    ((-3.0, False), (-4.0, True), "≤"),
+    ((-4.0, True), (-4.0, True), "?"),  # one way at lo, the other at hi
+  ],
+)
+def test_a_winning_edge_off_the_base_makes_the_slope_a_bound(ds, lo, hi, bound):
+  assert ds.slope_bound(_point(*lo), _point(*hi)) == bound
+
+
+def test_a_diverged_run_never_wins(ds):
+  log_rs = np.linspace(-4.0, -1.5, 6)
+  assert ds.best_log_r(log_rs, np.array([0.1, 0.2, 0.3, 0.2, 0.1, np.nan])) == pytest.approx(-3.0)
+  assert ds.best_log_r(log_rs, np.array([0.1, 0.2, 0.3, np.nan, 0.1, 0.0])) == log_rs[2]
+  assert ds.best_log_r(log_rs, np.array([np.nan, 0.2, 0.3, 0.4, 0.1, 0.0])) == pytest.approx(
+    -2.625,
+    abs=1e-9,  # the vertex of the parabola through (-3, 0.3), (-2.5, 0.4), (-2, 0.1)
+  )
+
+
+def test_the_rules_predict_from_the_base_point(ds, results):
+  """At every off-base point each rule's r is the base best r times factor**slope."""
+  for entry in results["setups"].values():
+    for res in entry["optimizers"].values():
+      base = res["points"][0]
+      for p in res["points"][1:]:
+        for rule, slope in ds.RULES.items():
+          want = 10 ** base["best_log_r"] * p["factor"] ** slope[p["axis"]]
+          assert p["final"][rule]["r"] == pytest.approx(want, rel=1e-9), (p["axis"], rule)
+
+
+def test_saved_slopes_and_losses_follow_from_the_saved_scores(ds, results):
+  """Reselect every best r from the per-seed validation grid and recompute what is reported."""
+  for entry in results["setups"].values():
+    for name, res in entry["optimizers"].items():
+      for p in res["points"]:
+        val = np.asarray(p["val"], np.float32)  # the run selected on its float32 scores
+        log_rs = np.log10(p["grid_r"])
+        assert ds.best_log_r(log_rs, val.mean(1)) == pytest.approx(p["best_log_r"], abs=1e-12)
+        per_seed = [ds.best_log_r(log_rs, val[:, s]) for s in range(val.shape[1])]
+        np.testing.assert_allclose(per_seed, p["best_log_r_per_seed"], atol=1e-12)
+        assert math.isclose(p["final"]["re-tuned"]["r"], 10 ** p["best_log_r"], rel_tol=1e-9)
+      assert ds.slopes(res) == res["slopes"], name
+      np.testing.assert_allclose(
+        [v for d in ds.losses(res, 100.0).values() for mh in d.values() for v in mh],
+        [v for d in res["losses"].values() for mh in d.values() for v in mh],
+        rtol=1e-12,
+      )
+
+
+def test_the_page_shows_the_tables_of_the_saved_run(ds, results):
+  page = PAGE.read_text()
+  tables = ds.markdown(results)
+  assert tables in page, "docs/decay_scaling.md: paste the output of decay_scaling.markdown()"
+  assert (ROOT / "docs" / "images" / "decay_scaling_best_r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_saved_run_is_the_full_protocol(results):
+  assert {k: results["args"][k] for k in ("smoke", "grid", "grid_seeds", "seeds")} == {
+    "smoke": "False",
+    "grid": "6",
+    "grid_seeds": "3",
+    "seeds": "10",
+  }
+  assert set(results["setups"]) == {"mnist1d", "mnist1d_si", "text"}
+  assert len(results["setups"]["text"]["text"]["sha256"]) == 64
+
+
+def test_from_re_derives_the_page_from_the_saved_run_without_training(ds, results, tmp_path):
+  pytest.importorskip("matplotlib", reason="the figure needs matplotlib (the [examples] extra)")
+  again = ds.main(["--from", str(RESULTS), "--out", str(tmp_path)])
+  assert again == results
+  assert (tmp_path / "tables.md").read_text() == ds.markdown(results)
+  assert (tmp_path / "best_r.png").read_bytes()[:4] == b"\x89PNG"
