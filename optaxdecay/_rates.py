@@ -235,6 +235,12 @@ def rate_from_timescale(
   Pass the result as ``rate`` to :func:`decoupled_weight_decay`; the AdamW
   coefficient for a learning rate ``lr`` is ``weight_decay = r / lr``.
 
+  Keeping ``tau_epochs`` fixed is a rule for growing ``dataset_size`` at a
+  fixed number of epochs; it does not say how the rate moves with the
+  learning rate, and training longer on the same data keeps ``r`` itself.
+  The docs page *How to set the decay as lr, T and N change* measures where
+  it holds and where it does not.
+
   Args:
     tau_epochs: :math:`\tau_{epoch} > 0`: a float or a schedule.
     dataset_size: :math:`N`, training examples per epoch (a positive int).

@@ -8,6 +8,7 @@ checkout (autosummary stubs, executed notebooks).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -80,10 +81,10 @@ def test_every_public_name_is_in_the_api_reference(built_site):
     inventory = InventoryFile.load(f, "", os.path.join)
   documented = {name for entries in inventory.values() for name in entries}
   expected = {f"optaxdecay.{name}" for name in optaxdecay.__all__}
-  for name in optaxdecay.__all__:
-    module = getattr(optaxdecay, name)
-    if inspect.ismodule(module):
-      expected |= {f"{module.__name__}.{n}" for n in _public_names(module)}
+  modules = [getattr(optaxdecay, name) for name in optaxdecay.__all__]
+  modules.append(importlib.import_module("optaxdecay.study"))  # not imported by optaxdecay
+  for module in filter(inspect.ismodule, modules):
+    expected |= {f"{module.__name__}.{n}" for n in _public_names(module)}
   missing = sorted(expected - documented)
   assert not missing, f"not in the API reference: {missing}"
 
@@ -122,7 +123,7 @@ def test_referenced_tests_exist(filename):
 # --------------------------------------------------------------------------------------------
 # The site as a reader meets it: headless Chromium on the built pages, no network.
 
-BROWSER_PAGES = ("index", "theory", "does_it_matter", "api")
+BROWSER_PAGES = ("index", "theory", "does_it_matter", "decay_scaling", "api")
 SCREENSHOTS = ROOT / "docs" / "_build" / "screenshots"
 
 
