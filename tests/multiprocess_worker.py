@@ -11,8 +11,12 @@ same gradients reduced in a fixed order, so that 1 and N processes agree bit for
 ``elementwise`` (gradients ``sin(3w + t)``, which need no cross-device reduction, so that runs
 on different meshes can be compared bit for bit),
 ``die`` (process 1 exits right after start-up, to test that the others fail, not hang).
-Checkpoints: ``--save-at K --ckpt DIR`` saves with Orbax after step K; ``--restore DIR --first
-K`` starts from it, on whatever mesh this run has.
+One job can train several runs in turn (one JAX start for several checks): ``--optimizer``
+takes a comma-separated list of ``name`` or ``name@mode`` (``mode`` defaults to ``--mode``), and
+with several runs ``--out`` is a folder of one ``.npz`` per run, named as the run is given.
+Checkpoints: ``--save-at K --ckpt DIR`` saves with Orbax after step K (in a job of several runs,
+the ``elementwise`` run saves: the one whose results compare across meshes); ``--restore DIR
+--first K`` starts from it, on whatever mesh this run has.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import hashlib
 import os
 import sys
 
+MODES = ["train", "deterministic", "elementwise", "die"]
+
 
 def parse_args() -> argparse.Namespace:
   p = argparse.ArgumentParser()
@@ -30,10 +36,10 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--port", type=int, default=0)
   p.add_argument("--local-devices", type=int, default=8)
   p.add_argument("--mesh", default="2x4", help="data x fsdp")
-  p.add_argument("--optimizer", default="adamw", help="one name, or several, comma-separated")
   p.add_argument(
-    "--mode", default="train", choices=["train", "deterministic", "elementwise", "die"]
+    "--optimizer", default="adamw", help="runs, comma-separated: `name` or `name@mode`"
   )
+  p.add_argument("--mode", default="train", choices=MODES)
   p.add_argument("--steps", type=int, default=6)
   p.add_argument("--first", type=int, default=0)
   p.add_argument("--save-at", type=int, default=-1)
@@ -168,10 +174,10 @@ def deterministic_grads(m: Mesh, params, x, y):
   )(params, x, y)
 
 
-def grads_fn(params, x, y, t):
-  if ARGS.mode == "elementwise":
+def grads_fn(mode, params, x, y, t):
+  if mode == "elementwise":
     return jax.tree.map(lambda w: jnp.sin(3.0 * w + t), params)
-  if ARGS.mode == "deterministic":
+  if mode == "deterministic":
     return deterministic_grads(mesh(), params, x, y)
   return jax.grad(loss_fn)(params, x, y)
 
@@ -189,16 +195,23 @@ def check_same_on_every_process(what: str, text: str) -> None:
 
 
 def main() -> None:
-  """Each optimizer in turn, in this one process (one JAX start for several checks)."""
-  names = ARGS.optimizer.split(",")
-  for name in names:
-    out = ARGS.out if len(names) == 1 or not ARGS.out else os.path.join(ARGS.out, f"{name}.npz")
-    run(name, out)
+  """Each run in turn, in this one process (one JAX start for several checks)."""
+  specs_ = ARGS.optimizer.split(",")
+  runs = [(s.partition("@")[0], s.partition("@")[2] or ARGS.mode) for s in specs_]
+  for name, mode in runs:
+    if name not in OPTIMIZERS or mode not in MODES:
+      raise SystemExit(f"--optimizer: {name}@{mode} is not one of {list(OPTIMIZERS)} @ {MODES}")
+  saving = [r for r in runs if len(runs) == 1 or r[1] == "elementwise"]
+  if ARGS.ckpt and len(saving) != 1:
+    raise SystemExit(f"--ckpt: one run must save it (the elementwise run); got {specs_}")
+  for spec, (name, mode) in zip(specs_, runs, strict=True):
+    out = ARGS.out if len(runs) == 1 or not ARGS.out else os.path.join(ARGS.out, f"{spec}.npz")
+    run(name, mode, out, save=ARGS.save_at if (name, mode) in saving else -1)
   if ARGS.num_processes > 1:
     jax.distributed.shutdown()
 
 
-def run(name: str, out: str) -> None:
+def run(name: str, mode: str, out: str, save: int) -> None:
   m = mesh()
   mask, make = OPTIMIZERS[name]
   tx = make(mask)
@@ -242,13 +255,13 @@ def run(name: str, out: str) -> None:
 
   @jax.jit
   def step(params, state, x, y, t):
-    updates, state = tx.update(grads_fn(params, x, y, t), state, params)
+    updates, state = tx.update(grads_fn(mode, params, x, y, t), state, params)
     return optax.apply_updates(params, updates), state
 
   for t in range(ARGS.first, ARGS.first + ARGS.steps):
     x, y = batch(t)
     params, state = step(params, state, put(x, batch_sh), put(y, batch_sh), jnp.float32(t))
-    if t + 1 == ARGS.save_at:
+    if t + 1 == save:
       import orbax.checkpoint as ocp
 
       ckpt = ocp.StandardCheckpointer()
@@ -262,7 +275,7 @@ def run(name: str, out: str) -> None:
   print(
     f"OK process {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
     f"mesh {dict(m.shape)}; mask identical on every process; state sharded like the params; "
-    f"no collectives in the optimizer update ({name})",
+    f"no collectives in the optimizer update ({name}, {mode})",
     flush=True,
   )
 

@@ -4,7 +4,8 @@ Each run is ``tests/multiprocess_worker.py`` started once per process with ``jax
 (a coordinator on a free localhost port, CPU collectives through gloo). Every process asserts
 that it built the same mask, that the optimizer state is sharded like the params, and that the
 compiled optimizer update has no collectives; process 0 writes the gathered params and state.
-The whole module runs in about two minutes on 2 cores.
+Seven launches in all: two jobs train every run the comparisons need (one JAX start per process
+for several checks), then the restores onto other meshes, a process that dies, the example.
 """
 
 from __future__ import annotations
@@ -85,72 +86,67 @@ def tmp(tmp_path_factory) -> Path:
 
 
 DETERMINISTIC = ["adamw", "l2", "multipliers"]
+# The runs of the two jobs below (one of 1 process, one of 2), each trained in turn in one JAX
+# start per process: the bit-identity runs, XLA's own all-reduce, and the checkpoint's reference
+# run (which saves after step 3 of 6).
+RUNS = [f"{name}@deterministic" for name in DETERMINISTIC] + ["adamw@train", "adamw@elementwise"]
 
 
 @pytest.fixture(scope="module")
-def deterministic_runs(tmp) -> tuple[Path, Path]:
-  """One 1-process and one 2-process job, each training every optimizer in turn (one JAX
-  start per process for the three checks)."""
-  one, two = tmp / "deterministic-1", tmp / "deterministic-2"
-  one.mkdir()
-  two.mkdir()
-  args = ("--optimizer", ",".join(DETERMINISTIC), "--mode", "deterministic", "--steps", "6")
-  _ok(launch(1, *args, out=one), runs=len(DETERMINISTIC))
-  _ok(launch(2, *args, out=two), runs=len(DETERMINISTIC))
-  return one, two
+def jobs(tmp) -> dict[int, Path]:
+  """``{process count: folder}`` of ``RUNS``' results (``name@mode.npz``) and checkpoint
+  (``ckpt``), from one 1-process and one 2-process job."""
+  folders = {}
+  for n in (1, 2):
+    folders[n] = tmp / f"job-{n}"
+    folders[n].mkdir()
+    args = ("--optimizer", ",".join(RUNS), "--steps", "6", "--save-at", "3")
+    _ok(launch(n, *args, "--ckpt", str(folders[n] / "ckpt"), out=folders[n]), runs=len(RUNS))
+  return folders
 
 
 @pytest.mark.parametrize("optimizer", DETERMINISTIC)
-def test_two_processes_are_bit_identical_to_one(deterministic_runs, optimizer):
+def test_two_processes_are_bit_identical_to_one(jobs, optimizer):
   """FSDP + DP training of the Flax MLP, bit for bit across process counts.
 
   The gradients are reduced in a fixed order (``deterministic_grads`` in the worker: exact
   all-gathers, then a sum in device order), so what remains is what the library does.
   """
-  one, two = deterministic_runs
-  assert not _bitwise(_load(one / f"{optimizer}.npz"), _load(two / f"{optimizer}.npz"))
+  run = f"{optimizer}@deterministic.npz"
+  assert not _bitwise(_load(jobs[1] / run), _load(jobs[2] / run))
 
 
-def test_training_with_the_models_gradients_agrees_to_rounding(tmp):
+def test_training_with_the_models_gradients_agrees_to_rounding(jobs):
   """With XLA's own all-reduce, gloo sums the gradients in another order than one process does.
 
   The difference is the all-reduce's, not the optimizer's (the test above reduces in a fixed
   order and is bitwise): it stays at the level of float32 rounding of the gradient sums.
   """
-  one, two = tmp / "train-1.npz", tmp / "train-2.npz"
-  _ok(launch(1, "--optimizer", "adamw", "--mode", "train", out=one))
-  _ok(launch(2, "--optimizer", "adamw", "--mode", "train", out=two))
-  a, b = _load(one), _load(two)
+  a, b = _load(jobs[1] / "adamw@train.npz"), _load(jobs[2] / "adamw@train.npz")
   for k in a:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
-def test_checkpoints_move_between_process_counts_and_meshes(tmp):
+def test_checkpoints_move_between_process_counts_and_meshes(tmp, jobs):
   """Save from 2 processes, resume in 1 on a 1x4 mesh; save from 1, resume in 2 on 4x2.
 
   Another mesh splits a batch into other per-device sums, so the comparison uses gradients
   that need no reduction (``--mode elementwise``): everything else, the optimizer state and
   its restore onto new shardings, is compared bit for bit.
   """
-  args = ("--optimizer", "adamw", "--mode", "elementwise")
-  # Each full run saves its checkpoint on the way (after step 3 of 6): one launch per process
-  # count for the reference and the checkpoint, and the two references must agree bit for bit.
-  full, full_one = tmp / "full.npz", tmp / "full-one.npz"
-  ck2, ck1 = tmp / "from-two", tmp / "from-one"
-  save = ("--steps", "6", "--save-at", "3", "--ckpt")
-  _ok(launch(2, *args, *save, str(ck2), out=full))
-  _ok(launch(1, *args, *save, str(ck1), out=full_one))
-  assert not _bitwise(_load(full), _load(full_one))
+  # The jobs' elementwise runs are the references (6 steps on 2x4) and saved the checkpoints on
+  # the way (after step 3); the two references must agree bit for bit.
+  full = _load(jobs[2] / "adamw@elementwise.npz")
+  assert not _bitwise(full, _load(jobs[1] / "adamw@elementwise.npz"))
+  args = ("--optimizer", "adamw", "--mode", "elementwise", "--first", "3", "--steps", "3")
   resumed = tmp / "resumed-in-one.npz"
-  cont = ("--first", "3", "--steps", "3")
-  one = launch(
-    1, *args, *cont, "--mesh", "1x4", "--restore", str(ck2), local_devices=4, out=resumed
-  )
+  ck2, ck1 = jobs[2] / "ckpt", jobs[1] / "ckpt"
+  one = launch(1, *args, "--mesh", "1x4", "--restore", str(ck2), local_devices=4, out=resumed)
   _ok(one, n_devices=4)
-  assert not _bitwise(_load(full), _load(resumed))
+  assert not _bitwise(full, _load(resumed))
   resumed2 = tmp / "resumed-in-two.npz"
-  _ok(launch(2, *args, *cont, "--mesh", "4x2", "--restore", str(ck1), out=resumed2))
-  assert not _bitwise(_load(full), _load(resumed2))
+  _ok(launch(2, *args, "--mesh", "4x2", "--restore", str(ck1), out=resumed2))
+  assert not _bitwise(full, _load(resumed2))
 
 
 def test_a_process_that_dies_makes_the_others_fail_not_hang():
