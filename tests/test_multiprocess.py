@@ -4,7 +4,7 @@ Each run is ``tests/multiprocess_worker.py`` started once per process with ``jax
 (a coordinator on a free localhost port, CPU collectives through gloo). Every process asserts
 that it built the same mask, that the optimizer state is sharded like the params, and that the
 compiled optimizer update has no collectives; process 0 writes the gathered params and state.
-Seven launches in all: two jobs train every run the comparisons need (one JAX start per process
+Six launches in all: two jobs train every run the comparisons need (one JAX start per process
 for several checks), then the restores onto other meshes, a process that dies, the example.
 """
 
