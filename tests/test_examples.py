@@ -44,11 +44,12 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 # The smoke runs check that each script runs end to end and prints numbers of the right form and
 # size; they are compile-bound (a few steps of many programs), so they compile with XLA's LLVM
 # backend optimizations off (``jax_disable_most_optimizations``; HLO passes such as fusion still
-# run). Measured on the 2-core VM: the does_it_matter smoke 72 s -> 24 s, this file 295 -> 198 s.
-# The numbers the library promises are tested in-process at full optimization, and must be: the
-# whole suite at this setting fails 7 tests (the float64 SGD equivalences under a schedule drift
-# by 2.6e-9 instead of < 1e-12, and one float32 bit-identity by 1 ulp), so only these subprocesses
-# use it. Set JAX_DISABLE_MOST_OPTIMIZATIONS=0 to smoke-test at full optimization.
+# run). Measured on the 2-core VM: the does_it_matter smoke 72 s -> 24 s alone, this file
+# 295 -> 218 worker-seconds in a full run. The numbers the library promises are tested
+# in-process at full optimization, and must be: the whole suite at this setting fails 7 tests
+# (the float64 SGD equivalences under a schedule drift by 2.6e-9 instead of < 1e-12, and one
+# float32 bit-identity by 1 ulp), so only these subprocesses use it. Set
+# JAX_DISABLE_MOST_OPTIMIZATIONS=0 to smoke-test at full optimization.
 def _smoke_env() -> dict[str, str]:
   env = _env(MPLBACKEND="Agg")
   env.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
