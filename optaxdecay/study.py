@@ -26,6 +26,7 @@ module imports them only when a loader is called.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -226,7 +227,12 @@ class Model(NamedTuple):
 
 def mlp(sizes: Sequence[int], *, scale_invariant: bool = False) -> Model:
   """:func:`init_mlp` / :func:`apply_mlp` as a :class:`Model`."""
-  sizes = tuple(sizes)
+  return _mlp(tuple(sizes), scale_invariant)
+
+
+@functools.lru_cache(maxsize=32)
+def _mlp(sizes: tuple[int, ...], scale_invariant: bool) -> Model:
+  # One Model per architecture, so that :func:`train` reuses its compiled programs.
   return Model(lambda key: init_mlp(key, sizes, scale_invariant=scale_invariant), apply_mlp)
 
 
@@ -410,41 +416,15 @@ def train(
   idx_t = jnp.asarray(np.swapaxes(idx_all, 0, 1))  # (T, runs, B)
   x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
 
-  def tx(lr_i, lam_i, total):
-    return make_optimizer(name, lr_i, lam_i, total, mask=mask)
-
-  def init(seed, lr_i, lam_i):
-    p = net.init(jax.random.key(seed))
-    return p, tx(lr_i, lam_i, steps).init(p)
-
-  def step(p, s, lr_i, lam_i, rows, xs, ys, total):
-    def loss(q):
-      logits = net.apply(q, xs[rows])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, ys[rows]).mean()
-
-    u, s = tx(lr_i, lam_i, total).update(jax.grad(loss)(p), s, p)
-    return optax.apply_updates(p, u), s
-
-  vstep: Any = jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None))
-
-  # The data and the run's length are arguments, not constants, so that runs of other lengths
-  # or data sizes reuse the compiled chunk (with the same number of runs and chunk length).
-  @jax.jit
-  def run_chunk(p, s, rows, xs, ys, lr, lam, total):
-    def body(carry, r):
-      return vstep(*carry, lr, lam, r, xs, ys, total), None
-
-    return jax.lax.scan(body, (p, s), rows)[0]
-
+  init, run_chunk, evaluate = _programs(name, net, mask)
   seed_arr = jnp.asarray(seeds, jnp.uint32)
-  params, state = jax.jit(jax.vmap(init))(seed_arr, lr, lam)
   total = jnp.asarray(steps)
+  params, state = init(seed_arr, lr, lam, total)
   for lo in range(0, steps, chunk):
     rows = idx_t[lo : lo + chunk]
     params, state = run_chunk(params, state, rows, x_train, y_train, lr, lam, total)
     if progress is not None:
       progress.update(min(chunk, steps - lo))
-  evaluate = jax.jit(jax.vmap(lambda p, x, y: _metrics(net, p, x, y), in_axes=(0, None, None)))
   (val_acc, val_loss), (test_acc, test_loss), (train_acc, _) = (
     evaluate(params, jnp.asarray(x), jnp.asarray(y))
     for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test), (x_train, y_train))
@@ -458,6 +438,62 @@ def train(
     val_loss=np.asarray(val_loss),
     test_loss=np.asarray(test_loss),
   )
+
+
+class _Programs(NamedTuple):
+  init: Callable[..., Any]  # (seeds, lrs, lams, total) -> (params, states), vmapped
+  run_chunk: Callable[..., Any]  # (params, states, rows, xs, ys, lrs, lams, total) -> same
+  evaluate: Callable[..., Any]  # (params, x, y) -> (accuracy, loss), one per run
+
+
+def _programs(name: str, net: Model, mask: Any) -> _Programs:
+  """:func:`train`'s jitted functions for one optimizer, model and mask: the same objects for
+  the same (hashable) arguments, so that a grid of :func:`train` calls traces and compiles each
+  shape once (jit's cache is per function object). A mask pytree is not hashable: built anew."""
+  try:
+    hash((name, net, mask))
+  except TypeError:
+    return _build_programs(name, net, mask)
+  return _cached_programs(name, net, mask)
+
+
+def _build_programs(name: str, net: Model, mask: Any) -> _Programs:
+  def tx(lr_i, lam_i, total):
+    return make_optimizer(name, lr_i, lam_i, total, mask=mask)
+
+  def init(seed, lr_i, lam_i, total):
+    p = net.init(jax.random.key(seed))
+    return p, tx(lr_i, lam_i, total).init(p)
+
+  def step(p, s, lr_i, lam_i, rows, xs, ys, total):
+    def loss(q):
+      logits = net.apply(q, xs[rows])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, ys[rows]).mean()
+
+    u, s = tx(lr_i, lam_i, total).update(jax.grad(loss)(p), s, p)
+    return optax.apply_updates(p, u), s
+
+  vstep: Any = jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None))
+
+  # The data and the run's length are arguments, not constants, so that runs of other lengths
+  # or data sizes reuse the compiled chunk (with the same number of runs and chunk length).
+  def run_chunk(p, s, rows, xs, ys, lr, lam, total):
+    def body(carry, r):
+      return vstep(*carry, lr, lam, r, xs, ys, total), None
+
+    return jax.lax.scan(body, (p, s), rows)[0]
+
+  def metrics(p, x, y):
+    return _metrics(net, p, x, y)
+
+  return _Programs(
+    init=jax.jit(jax.vmap(init, in_axes=(0, 0, 0, None))),
+    run_chunk=jax.jit(run_chunk),
+    evaluate=jax.jit(jax.vmap(metrics, in_axes=(0, None, None))),
+  )
+
+
+_cached_programs = functools.lru_cache(maxsize=16)(_build_programs)
 
 
 def _metrics(net: Model, params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:

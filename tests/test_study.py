@@ -270,3 +270,26 @@ def test_a_model_trains_like_the_mlp_and_chunks_do_not_change_a_run():
   assert a.val_loss is not None and a.val_loss.shape == (1,)
   with pytest.raises(ValueError, match="exactly one of `sizes`"):
     study.train("AdamW", data, [3e-3], [1e-3], [0], sizes=SIZES, model=study.mlp(SIZES), **kw)
+
+
+def test_calls_with_the_same_shapes_reuse_the_traced_programs_and_train_the_same_runs():
+  # A grid is many `train` calls: the second call of a shape must not trace again, and the
+  # reused programs must train what freshly built ones do (a mask pytree is unhashable, so
+  # `train` builds its programs anew for it: the oracle).
+  traces = []
+  base = study.mlp(SIZES)
+  net = study.Model(base.init, lambda p, x: (traces.append(1), base.apply(p, x))[1])
+  data, kw = _tiny(), dict(steps=6, batch_size=20, model=net)
+  study.train("AdamW", data, [3e-3, 1e-3], [1e-3, 0.0], [0, 1], **kw)
+  n = len(traces)
+  assert n > 0
+  cached = study.train("AdamW", data, [1e-3, 2e-3], [3e-3, 1e-3], [2, 3], **kw)
+  assert len(traces) == n, "the second call of the same shapes traced the model again"
+  params = net.init(jax.random.key(0))
+  fresh = study.train(
+    "AdamW", data, [1e-3, 2e-3], [3e-3, 1e-3], [2, 3], mask=od.bias_mask(params), **kw
+  )
+  assert len(traces) > n  # the pytree mask did build new programs
+  for a, b in zip(jax.tree.leaves(cached.params), jax.tree.leaves(fresh.params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert study.mlp(SIZES) is study.mlp(list(SIZES))  # one Model per architecture
