@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import study
 
 import optaxdecay as od
-from optaxdecay import study
 
 AXES = ("lr", "T", "N")
 #: Each rule's predicted log-log slope of the best r against each axis.

@@ -40,8 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import optax
-
-from optaxdecay import study
+import study
 
 
 class Setup(NamedTuple):
@@ -358,7 +357,9 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", default="does_it_matter", help="directory for the PNGs and results.json")
+  p.add_argument(
+    "--out", default=str(study.OUT / "does_it_matter"), help="directory for the PNGs and results"
+  )
   p.add_argument(
     "--seeds", type=int, default=10, help="fresh seeds for the selected configurations"
   )

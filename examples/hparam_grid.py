@@ -28,12 +28,14 @@ Run: ``python examples/hparam_grid.py`` (``--smoke`` for a few steps).
 
 import argparse
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import study
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -172,13 +174,16 @@ def plot(results, path, steps):
       ax.set_ylabel("log10 lr")
     axes[0, j].legend(loc="lower left", fontsize=8)
   fig.suptitle(f"digits MLP, {steps} steps, cosine schedule: test metrics over (lr, λ)")
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=80)
   plt.close(fig)
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--output", default="hparam_grid.png")
+  parser.add_argument(
+    "--output", default=str(study.OUT / "hparam_grid.png"), help="PNG path for the heatmaps"
+  )
   parser.add_argument("--steps", type=int, default=2000)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--hidden", type=int, default=64)

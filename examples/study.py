@@ -1,11 +1,11 @@
 """The machinery behind "Does it matter?": data, models, one vmapped training loop, statistics.
 
-``python -m optaxdecay.demo`` and ``examples/does_it_matter.py`` train many small
-MLPs at once: every (learning rate, λ, seed) configuration of one optimizer is a
-row of one ``jax.vmap`` inside one jitted ``lax.scan``, and the optimizer is
-built *inside* the vmapped function from traced ``lr`` and ``λ`` (the library's
-transforms take traced hyperparameters). The four optimizers compared
-(:data:`NAMES`) use one cosine schedule multiplier :math:`\\eta_t` (from 1
+The examples ``demo.py``, ``does_it_matter.py`` and ``decay_scaling.py`` (beside this file,
+which they import as ``study``; it is not part of the package) train many small MLPs at once:
+every (learning rate, λ, seed) configuration of one optimizer is a row of one ``jax.vmap``
+inside one jitted ``lax.scan``, and the optimizer is built *inside* the vmapped function from
+traced ``lr`` and ``λ`` (the library's transforms take traced hyperparameters). The four
+optimizers compared (:data:`NAMES`) use one cosine schedule multiplier :math:`\\eta_t` (from 1
 to 0 over the run):
 
 - ``SGDm + L2``: ``chain(add_l2_to_grad(λ), sgd(α·η_t, momentum=0.9))``;
@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -43,6 +44,9 @@ NAMES = ("SGDm + L2", "SGDW", "Adam + L2", "AdamW")
 #: Which of :data:`NAMES` decay outside the optimizer (their λ is a per-step rate at η_t = 1).
 DECOUPLED = frozenset({"SGDW", "AdamW"})
 MOMENTUM = 0.9
+#: Where the examples write figures and results unless told otherwise: the repository's
+#: git-ignored ``out/`` folder, never the current directory.
+OUT = Path(__file__).resolve().parents[1] / "out"
 
 
 class Split(NamedTuple):
