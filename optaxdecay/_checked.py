@@ -95,17 +95,18 @@ def checked(tx: Any) -> Any:
     decoupled_weight_decay: `rate` must be finite and >= 0 and < 1 at every step; got 1.5...
   """
 
-  from optaxdecay import _fused  # _fused builds on this module
-
-  if isinstance(tx, _fused.FusedAdamW):
-    return _fused.FusedAdamW(tx.init, _with_checks(tx.update), _with_checks(tx.step))
   if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
     raise TypeError(
       f"checked: `tx` must be an optax.GradientTransformation (an (init, update) pair), "
       f"got {type(tx).__name__}: {tx!r:.80}."
     )
-  update = _with_checks(optax.with_extra_args_support(tx).update)
-  return optax.GradientTransformationExtraArgs(tx.init, update)
+  plain = (optax.GradientTransformation, optax.GradientTransformationExtraArgs)
+  if type(tx) in plain or not hasattr(tx, "_replace"):
+    update = _with_checks(optax.with_extra_args_support(tx).update)
+    return optax.GradientTransformationExtraArgs(tx.init, update)
+  # Any other named tuple of functions (fused_adamw's, with its `step`): the same type, every
+  # function but `init` traced with the checks on.
+  return tx._replace(**{f: _with_checks(getattr(tx, f)) for f in tx._fields if f != "init"})
 
 
 def _with_checks(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -388,7 +388,7 @@ def _step(
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
-  g_leaves, p_leaves, _ = _selection.align(grads, params, fn=_NAME)
+  g_leaves, p_leaves, _ = _tree.align(grads, params, fn=_NAME)
   # The moments have the params' layout (None where a parameter is None, as optax.adamw's).
   layout = _tree.Structure(params)
   m_leaves = layout.flatten_up_to(adam_state.mu)
@@ -421,7 +421,7 @@ def _update(
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
-  g_leaves, p_leaves, treedef = _selection.align(grads, params, fn=_NAME)
+  g_leaves, p_leaves, treedef = _tree.align(grads, params, fn=_NAME)
   g_leaves = [
     _penalized(cfg, s, g, p, m) for g, p, m in zip(g_leaves, p_leaves, mults, strict=True)
   ]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxdecay import _selection, _tree
+from optaxdecay import _tree
 
 _FN = "apply_updates_stochastic"
 
@@ -124,7 +124,7 @@ def apply_updates_stochastic(params: optax.Params, updates: optax.Updates, key: 
     True
   """
   key = _check_key(key)
-  u_leaves, p_leaves, _ = _selection.align(updates, params, fn=_FN)
+  u_leaves, p_leaves, _ = _tree.align(updates, params, fn=_FN)
   p_tree_leaves, treedef = _tree.flatten_leaves(params)
   keys = list(jax.random.split(key, len(p_leaves))) if p_leaves else []
   out = []

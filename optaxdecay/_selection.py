@@ -214,46 +214,6 @@ def _preview(table: dict[_tree.Names, float], limit: int = 4) -> str:
   return ", ".join(names) + (", ..." if len(table) > limit else "")
 
 
-def align(
-  updates: Any, params: Any, *, fn: str, arg: str = "updates"
-) -> tuple[list[Any], list[Any], _tree.Structure]:
-  """The leaves of ``updates`` (``arg``) and of ``params``, unwrapped, checked to align.
-
-  Both lists include absent leaves; the :class:`~optaxdecay._tree.Structure` is
-  the updates' (its ``unflatten`` puts results back in their Linen boxes / NNX
-  ``Variable`` wrappers).
-
-  Raises:
-    ValueError: the key paths differ (the message names the first difference),
-      or an update has another shape than its parameter.
-  """
-  structure = _tree.Structure(updates)  # one walk: the leaves and the way back
-  u_leaves = structure.leaves
-  p_leaves, _ = _tree.flatten_leaves(params)
-  u_names = [leaf.names for leaf in u_leaves]
-  p_names = [leaf.names for leaf in p_leaves]
-  if u_names != p_names:
-    a, b = next((a, b) for a, b in zip([*u_names, None], [*p_names, None], strict=False) if a != b)
-    raise ValueError(
-      f"{fn}: `{arg}` and `params` have different structures: the first difference "
-      f"is {arg} path {_fmt(a)} vs params path {_fmt(b)}."
-    )
-  for u, p in zip(u_leaves, p_leaves, strict=True):
-    if u.absent or p.absent:
-      continue
-    u_shape, p_shape = np.shape(u.value), np.shape(p.value)
-    if u_shape != p_shape:
-      raise ValueError(
-        f"{fn}: `{arg}` at {u.path!r} has shape {u_shape} but its parameter has shape "
-        f"{p_shape}; `{arg}` must have the parameters' shapes."
-      )
-  return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], structure
-
-
-def _fmt(names: _tree.Names | None) -> str:
-  return "<none>" if names is None else repr(_tree.path_str(names))
-
-
 def selected_leaves(mask: MaskArg, params: Any, *, fn: str) -> list[tuple[_tree.Leaf, float]]:
   """``(leaf, multiplier)`` for every present leaf of ``params``, for reports."""
   leaves, _ = _tree.flatten_leaves(params)

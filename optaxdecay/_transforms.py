@@ -65,7 +65,7 @@ def _leafwise(
     if updates is None or _hparams.is_static_zero(value):
       return updates, new_state
     mults = selection.resolve(params)
-    u_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
+    u_leaves, p_leaves, treedef = _tree.align(updates, params, fn=fn)
     if anchor is not None:
       w0s = _anchor.anchor_leaves(new_state, len(p_leaves), fn=fn)
       p_leaves = [w if w0 is None else w - w0 for w, w0 in zip(p_leaves, w0s, strict=True)]

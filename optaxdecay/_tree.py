@@ -12,6 +12,8 @@
   ``nn.with_partitioning`` leaves it in the params) are the leaf they wrap, so
   the same parameter has the same path whether or not it is wrapped; results
   are put back in the wrapper (:func:`rebuild`), as ``optax.adamw`` keeps it.
+* **Aligning trees.** :func:`align` pairs the leaves of an update tree with its
+  params' leaves, checking that their key paths and shapes agree.
 * **Absent leaves.** ``None``, Optax's ``MaskedNode`` (what an outer
   ``optax.masked`` / ``optax.multi_transform`` puts where it removed a
   parameter) and empty containers (``{}``, ``[]``, ``()``) are kept as leaves
@@ -26,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 from optax.transforms import MaskedNode
 
 Names = tuple[str | int, ...]
@@ -144,6 +147,46 @@ class Structure:
 def rebuild(tree: Any, values: Sequence[Any]) -> Any:
   """``tree`` with its leaves (as :func:`flatten_leaves` lists them) replaced by ``values``."""
   return Structure(tree).unflatten(values)
+
+
+def align(
+  updates: Any, params: Any, *, fn: str, arg: str = "updates"
+) -> tuple[list[Any], list[Any], Structure]:
+  """The leaves of ``updates`` (``arg``) and of ``params``, unwrapped, checked to align.
+
+  Both lists include absent leaves; the :class:`Structure` is
+  the updates' (its ``unflatten`` puts results back in their Linen boxes / NNX
+  ``Variable`` wrappers).
+
+  Raises:
+    ValueError: the key paths differ (the message names the first difference),
+      or an update has another shape than its parameter.
+  """
+  structure = Structure(updates)  # one walk: the leaves and the way back
+  u_leaves = structure.leaves
+  p_leaves, _ = flatten_leaves(params)
+  u_names = [leaf.names for leaf in u_leaves]
+  p_names = [leaf.names for leaf in p_leaves]
+  if u_names != p_names:
+    a, b = next((a, b) for a, b in zip([*u_names, None], [*p_names, None], strict=False) if a != b)
+    raise ValueError(
+      f"{fn}: `{arg}` and `params` have different structures: the first difference "
+      f"is {arg} path {_fmt(a)} vs params path {_fmt(b)}."
+    )
+  for u, p in zip(u_leaves, p_leaves, strict=True):
+    if u.absent or p.absent:
+      continue
+    u_shape, p_shape = np.shape(u.value), np.shape(p.value)
+    if u_shape != p_shape:
+      raise ValueError(
+        f"{fn}: `{arg}` at {u.path!r} has shape {u_shape} but its parameter has shape "
+        f"{p_shape}; `{arg}` must have the parameters' shapes."
+      )
+  return [leaf.value for leaf in u_leaves], [leaf.value for leaf in p_leaves], structure
+
+
+def _fmt(names: Names | None) -> str:
+  return "<none>" if names is None else repr(path_str(names))
 
 
 def _component(key: Any) -> str | int:

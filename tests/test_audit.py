@@ -273,7 +273,7 @@ def test_effective_l2_strength_agrees_with_the_audit(inner, optimizer):
   """The state-reading diagnostic and the black-box audit on the same gradients: lr * median
   kappa is the audit's rate (the L2 term is small next to the noise, so v-hat is the noise's).
   Under RAdam that needs the rectification r_t (~0.24 at step 120): without it 4x too high."""
-  from optaxdecay._audit import _noise
+  from optaxdecay.diagnostics._audit import _noise
 
   l2 = 1e-4
   params = {"w": jnp.linspace(0.5, 1.5, 256)}

@@ -14,6 +14,7 @@ import pytest
 
 import optaxdecay as od
 from optaxdecay import diagnostics, testing
+from optaxdecay.diagnostics._precision import lost_steps
 
 RNG = np.random.default_rng(0)
 
@@ -334,7 +335,7 @@ def test_precision_report_is_one_correctly_rounded_step():
   w = np.asarray(random_weights(jnp.float16))
   rate = 3e-4
   stepped = (w.astype(np.float64) * (1 - rate)).astype(np.float16)
-  lost = diagnostics._lost(w, rate)
+  lost = lost_steps(w, rate)
   np.testing.assert_array_equal(lost, (stepped == w) & (w != 0))
   assert 0 < lost.mean() < 1  # the rate sits inside float16's threshold band
 

@@ -1005,7 +1005,7 @@ def scale_by_keras_lamb(
     count = cast(jax.Array, optax.safe_increment(state.count))
     bc1, bc2 = 1 - b1**count, 1 - b2**count
     adam = jax.tree.map(lambda m, v: (m / bc1) / (jnp.sqrt(v / bc2) + eps), mu, nu)
-    u_leaves, p_leaves, treedef = _selection.align(adam, params, fn=fn)
+    u_leaves, p_leaves, treedef = _tree.align(adam, params, fn=fn)
     out = []
     for u, w, m in zip(u_leaves, p_leaves, selection.resolve(params), strict=True):
       if _tree.is_absent(u):
@@ -1112,7 +1112,7 @@ def scale_by_keras_adafactor(
     s_t = shrink(state.count) if callable(shrink) else shrink
     rho = jnp.minimum(lr_t, 1.0 / jnp.sqrt(t))
     keep = 1.0 - t**beta_2_decay  # Keras' beta_2_t
-    g_leaves, p_leaves, treedef = _selection.align(updates, params, fn=fn)
+    g_leaves, p_leaves, treedef = _tree.align(updates, params, fn=fn)
     rows, cols, fulls = (treedef.flatten_up_to(x) for x in (state.row, state.col, state.variance))
     mults = selection.resolve(params)
     out, new_r, new_c, new_v = [], [], [], []

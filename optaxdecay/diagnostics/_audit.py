@@ -22,6 +22,8 @@ import numpy as np
 import optax
 
 from optaxdecay import _hparams, _masks, _tree
+from optaxdecay.diagnostics._precision import lost_steps
+from optaxdecay.diagnostics._table import render_table
 
 #: Gradient scales (per coordinate) of the three measurements: small, unit, large.
 SCALES = (1e-2, 1.0, 1e2)
@@ -75,8 +77,6 @@ class AuditReport:
   steps: int
 
   def __str__(self) -> str:
-    from optaxdecay.diagnostics import _table
-
     slopes = any(not math.isnan(r.lr_slope) for r in self.rows)
     body = []
     for r in self.rows:
@@ -95,7 +95,7 @@ class AuditReport:
     headers = ["path", "kind", "rate/step", "10-90 %", "small/large grad", "frozen"]
     if slopes:
       headers.append("follows lr")
-    text = _table(headers, body, right={2, 4, 6})
+    text = render_table(headers, body, right={2, 4, 6})
     notes = "\n".join(f"warning: {w}" for w in self.warnings)
     return text + (f"\n{notes}" if notes else "")
 
@@ -454,8 +454,6 @@ def _warnings(leaf: _tree.Leaf, row: AuditRow, training_steps: int | None) -> li
 
 def _precision_warning(leaf: _tree.Leaf, row: AuditRow) -> list[str]:
   """The decay steps that the leaf's own dtype rounds away (as ``decay_precision_report``)."""
-  from optaxdecay.diagnostics import _lost
-
   w = np.asarray(leaf.value)
   if (
     row.relative
@@ -464,7 +462,7 @@ def _precision_warning(leaf: _tree.Leaf, row: AuditRow) -> list[str]:
     or not jnp.issubdtype(w.dtype, jnp.floating)
   ):
     return []
-  lost = float(np.mean(_lost(w.reshape(-1), row.rate))) if w.size else 0.0
+  lost = float(np.mean(lost_steps(w.reshape(-1), row.rate))) if w.size else 0.0
   if lost <= 0.01:
     return []
   return [f"{row.path!r}: in {w.dtype}, {100 * lost:.0f}% of the decay steps (rate {row.rate:.3g}) "
