@@ -32,6 +32,7 @@ def _share_compilations() -> None:
 
 
 _share_compilations()
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras
 
 import jax  # noqa: E402  (after the cache's environment variables)
 import jax.numpy as jnp  # noqa: E402
@@ -155,6 +156,31 @@ def eqx_block():
       self.mlp = eqx.nn.MLP(4, 2, 8, 1, key=k2)
 
   return eqx, eqx.filter(Block(jax.random.key(0)), eqx.is_inexact_array)
+
+
+# --- the frameworks the compat tests compare with, and float64 -----------------------------
+
+
+@pytest.fixture
+def x64():
+  """float64 inside one test only (a scoped jax.enable_x64)."""
+  with jax.enable_x64(True):
+    yield
+
+
+@pytest.fixture(scope="module")
+def torch():
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  torch.set_num_threads(1)
+  return torch
+
+
+@pytest.fixture(scope="module")
+def keras():
+  keras = pytest.importorskip("keras", reason="keras is not installed (extra: compat)")
+  if keras.backend.backend() != "jax":
+    pytest.skip(f"keras was imported with the {keras.backend.backend()!r} backend, not 'jax'")
+  return keras
 
 
 # --- the inner loop: `pytest --quick` -------------------------------------------------------

@@ -99,7 +99,7 @@ def test_every_float_argument_can_be_injected_under_jit(name):
 
 import os  # noqa: E402
 
-import test_compat as tc  # noqa: E402
+import compat_helpers as tc  # noqa: E402
 
 EXAMPLES = int(os.environ.get("OPTAXDECAY_COMPAT_EXAMPLES", "3"))
 DRAWN_STEPS = 20
@@ -317,8 +317,8 @@ def test_drawn_hyperparameters_match_torch(name, short_runs):
       return getattr(torch.optim, name)(tp.values(), **theirs)
 
     lam = tc.lr_factor if scheduled else None
-    ref = tc._torch_traj(torch, opt, params, grad_np, lam)
-    got = tc._ours(getattr(compat, fn)(**ours), params, grad_fn)
+    ref = tc.torch_traj(torch, opt, params, grad_np, lam)
+    got = tc.our_traj(getattr(compat, fn)(**ours), params, grad_fn)
     what = f"torch {name}({theirs}), schedule={scheduled}, groups={grouped}"
     _within(got, ref, f"{what}, shapes {[np.shape(v) for v in params.values()]}")
 
@@ -335,9 +335,9 @@ def test_drawn_hyperparameters_match_keras(name, short_runs):
     theirs, ours = draw(rng)
     scheduled = rng.random() < 0.5  # a LearningRateSchedule (ours: the same, in Optax)
     lr = theirs["learning_rate"]
-    k_kw = dict(theirs, learning_rate=tc._keras_schedule(keras, lr)) if scheduled else theirs
+    k_kw = dict(theirs, learning_rate=tc.keras_schedule(keras, lr)) if scheduled else theirs
     o_kw = dict(ours, learning_rate=tc.schedule(lr)) if scheduled else ours
-    ref = tc._keras_traj(keras, getattr(keras.optimizers, name)(**k_kw), params, grad_np)
-    got = tc._ours(getattr(compat, fn)(**o_kw), params, grad_fn)
+    ref = tc.keras_traj(keras, getattr(keras.optimizers, name)(**k_kw), params, grad_np)
+    got = tc.our_traj(getattr(compat, fn)(**o_kw), params, grad_fn)
     what = f"keras {name}({theirs}), schedule={scheduled}"
     _within(got, ref, f"{what}, shapes {[np.shape(v) for v in params.values()]}")

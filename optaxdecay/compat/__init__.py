@@ -36,6 +36,7 @@ transforms Optax does not have) and ``_common`` (the argument rules they share).
 framework convention gets a module of its own here.
 """
 
+from optaxdecay import _deprecation
 from optaxdecay.compat._bitsandbytes import bnb_lion_coupled
 from optaxdecay.compat._composer import composer_adamw, composer_lionw, composer_sgdw
 from optaxdecay.compat._convert import (
@@ -65,29 +66,18 @@ from optaxdecay.compat._keras import (
   keras_rmsprop,
   keras_sgd,
 )
-from optaxdecay.compat._moonlight import moonlight_muon
-from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
-from optaxdecay.compat._scale import (
+from optaxdecay.compat._keras_scale import (
+  ScaleByKerasAdafactorState,
   ScaleByKerasAdamState,
   ScaleByKerasAmsgradState,
-  ScaleByTorchAmsgradState,
-  ScaleByTorchNadamState,
-  TorchAdafactorState,
-  TorchAdagradState,
-  TorchMomentumState,
   scale_by_keras_adafactor,
   scale_by_keras_adam,
   scale_by_keras_adamax,
   scale_by_keras_lamb,
   scale_by_keras_muon,
-  scale_by_torch_adafactor,
-  scale_by_torch_adagrad,
-  scale_by_torch_amsgrad,
-  scale_by_torch_momentum,
-  scale_by_torch_muon,
-  scale_by_torch_nadam,
-  scale_by_torch_radam,
 )
+from optaxdecay.compat._moonlight import moonlight_muon
+from optaxdecay.compat._paper import paper_adamw, paper_lion, paper_sgdw
 from optaxdecay.compat._tfa import tfa_adamw, tfa_sgdw
 from optaxdecay.compat._torch import (
   torch_adafactor,
@@ -101,15 +91,30 @@ from optaxdecay.compat._torch import (
   torch_rmsprop,
   torch_sgd,
 )
+from optaxdecay.compat._torch_scale import (
+  ScaleByTorchAdafactorState,
+  ScaleByTorchAdagradState,
+  ScaleByTorchAmsgradState,
+  ScaleByTorchMomentumState,
+  ScaleByTorchNadamState,
+  scale_by_torch_adafactor,
+  scale_by_torch_adagrad,
+  scale_by_torch_amsgrad,
+  scale_by_torch_momentum,
+  scale_by_torch_muon,
+  scale_by_torch_nadam,
+  scale_by_torch_radam,
+)
 
 __all__ = [
+  "ScaleByKerasAdafactorState",
   "ScaleByKerasAdamState",
   "ScaleByKerasAmsgradState",
+  "ScaleByTorchAdafactorState",
+  "ScaleByTorchAdagradState",
   "ScaleByTorchAmsgradState",
+  "ScaleByTorchMomentumState",
   "ScaleByTorchNadamState",
-  "TorchAdafactorState",
-  "TorchAdagradState",
-  "TorchMomentumState",
   "bnb_lion_coupled",
   "composer_adamw",
   "composer_adamw_to_torch_adamw",
@@ -166,3 +171,13 @@ __all__ = [
   "torch_sgd_to_composer_sgdw",
   "torch_sgd_to_keras_sgd",
 ]
+
+# The state classes' names before 0.2 (each is now named for its ``scale_by_*``).
+__getattr__ = _deprecation.renamed(
+  __name__,
+  {
+    "TorchMomentumState": ("ScaleByTorchMomentumState", ScaleByTorchMomentumState),
+    "TorchAdagradState": ("ScaleByTorchAdagradState", ScaleByTorchAdagradState),
+    "TorchAdafactorState": ("ScaleByTorchAdafactorState", ScaleByTorchAdafactorState),
+  },
+)

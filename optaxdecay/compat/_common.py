@@ -84,14 +84,18 @@ def value_at_step0(fn: str, arg: str, lr: ScalarOrSchedule) -> Any:
 
 
 def decay(
-  fn: str, what: str, rate: ScalarOrSchedule, mask: _selection.MaskArg, cautious: bool = False
+  fn: str,
+  what: str,
+  rate: ScalarOrSchedule,
+  selection: _selection.Selection,
+  cautious: bool = False,
 ) -> optax.GradientTransformation:
   """``decoupled_weight_decay(rate, cautious=cautious)``, its errors naming ``fn`` and ``what``.
 
-  ``rate`` is built from arguments ``fn`` checked itself; only the product is new here.
+  ``rate`` is built from arguments ``fn`` checked itself, and ``selection`` is ``fn``'s checked
+  ``mask``; only the product is new here.
   """
   _hparams.check_rate(rate, fn=fn, arg=what)
-  selection = _selection.selection(mask, fn=fn)
   return decay_transform(rate, selection, fn=fn, arg=what, cautious=cautious)
 
 
@@ -127,3 +131,42 @@ def check_lion_betas(fn: str, b1: Any, b2: Any, *, names: tuple[str, str]) -> tu
   for name, value in zip(names, (b1, b2), strict=True):
     _hparams.check_number(value, fn=fn, arg=name, high=1.0, high_inclusive=True)
   return b1, b2
+
+
+def init_adam_state(params: optax.Params) -> optax.ScaleByAdamState:
+  """``optax.ScaleByAdamState`` with zero moments: the state of the Adam-like transforms here."""
+  zeros = optax.tree.zeros_like(params)
+  return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+
+#: The Newton-Schulz quintic's coefficients (Keller Jordan's): the default of ``torch.optim.Muon``
+#: and of ``keras.optimizers.Muon``.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def check_muon(
+  fn: str,
+  momentum: Any,
+  nesterov: Any,
+  ns_coefficients: Any,
+  eps: Any,
+  ns_steps: Any,
+  adjust_lr_fn: Any,
+  *,
+  coefficient_names: tuple[str, str, str] | None = None,
+) -> None:
+  """``torch.optim.Muon``'s argument rules; ``coefficient_names``: the caller's a, b, c."""
+  _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0)
+  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
+  if not isinstance(ns_coefficients, (tuple, list)) or len(ns_coefficients) != 3:
+    raise TypeError(f"{fn}: `ns_coefficients` must be three numbers (a, b, c).")
+  names = coefficient_names or tuple(f"ns_coefficients[{i}]" for i in range(3))
+  for name, value in zip(names, ns_coefficients, strict=True):
+    _hparams.check_number(value, fn=fn, arg=name, low=None)
+  _hparams.check_number(eps, fn=fn, arg="eps")
+  if _hparams.check_count(ns_steps, fn=fn, arg="ns_steps") >= 100:
+    raise ValueError(f"{fn}: `ns_steps` must be < 100 (as in PyTorch), got {ns_steps}.")
+  if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
+    raise ValueError(
+      f"{fn}: `adjust_lr_fn` must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}."
+    )

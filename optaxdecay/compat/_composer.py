@@ -13,18 +13,19 @@ from optaxdecay.compat._common import (
   lion_step,
   value_at_step0,
 )
-from optaxdecay.compat._scale import scale_by_torch_momentum
+from optaxdecay.compat._torch_scale import torch_momentum_transform
 
 
 def _composer_rate(
   fn: str, lr: ScalarOrSchedule, weight_decay: float, initial_lr: float | None
 ) -> ScalarOrSchedule:
-  """``(lr_t / initial_lr) * weight_decay``."""
+  """``(lr_t / initial_lr) * weight_decay``, from the checks of ``lr``, ``weight_decay`` and
+  ``initial_lr`` (without ``initial_lr``, ``lr`` at step 0 is the divisor: it must be > 0)."""
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   if initial_lr is None:
     lr0 = value_at_step0(fn, "lr", lr)
   else:
-    _hparams.check_number(initial_lr, fn=fn, arg="initial_lr")
+    _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
     lr0 = value_at_step0(fn, "initial_lr", initial_lr)
   if _hparams.is_static_zero(weight_decay):  # a Python zero only: see momentum_trace
     return 0.0
@@ -87,15 +88,14 @@ def composer_sgdw(
     (``DecoupledSGDW.sgdw``).
   """
   fn = "composer_sgdw"
-  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   _hparams.check_number(momentum, fn=fn, arg="momentum")
   _hparams.check_number(dampening, fn=fn, arg="dampening")
   check_torch_nesterov(fn, nesterov, momentum, dampening)
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
   return optax.chain(
-    scale_by_torch_momentum(momentum, dampening, nesterov),
+    torch_momentum_transform(momentum, dampening, nesterov),
     optax.scale_by_learning_rate(lr),
-    decay(fn, "lr / initial_lr * weight_decay", rate, mask),
+    decay(fn, "lr / initial_lr * weight_decay", rate, _selection.selection(mask, fn=fn)),
   )
 
 
@@ -151,14 +151,13 @@ def composer_adamw(
     (``DecoupledAdamW.adamw``).
   """
   fn = "composer_adamw"
-  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     optax.scale_by_learning_rate(lr),
-    decay(fn, "lr / initial_lr * weight_decay", rate, mask),
+    decay(fn, "lr / initial_lr * weight_decay", rate, _selection.selection(mask, fn=fn)),
   )
 
 
@@ -206,7 +205,9 @@ def composer_lionw(
     ``llmfoundry/optim/lion.py`` (``DecoupledLionW.lionw``).
   """
   fn = "composer_lionw"
-  _hparams.check_scalar_or_schedule(lr, fn=fn, arg="lr")
   pair = check_betas(fn, betas, one=True)
   rate = _composer_rate(fn, lr, weight_decay, initial_lr)
-  return optax.chain(lion_step(lr, pair), decay(fn, "(lr / initial_lr) * weight_decay", rate, mask))
+  return optax.chain(
+    lion_step(lr, pair),
+    decay(fn, "(lr / initial_lr) * weight_decay", rate, _selection.selection(mask, fn=fn)),
+  )

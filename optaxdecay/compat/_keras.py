@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import optax
 
@@ -12,23 +12,22 @@ from optaxdecay import _hparams, _selection, _tree
 from optaxdecay._rates import lr_times
 from optaxdecay.compat._common import (
   ScalarOrSchedule,
-  check_lion_betas,
   check_moments,
+  check_muon,
   decay,
   keras_weight_decay,
   lion_step,
   momentum_trace,
 )
-from optaxdecay.compat._scale import (
+from optaxdecay.compat._keras_scale import (
   check_keras_adafactor,
-  check_muon,
-  scale_by_keras_adafactor,
-  scale_by_keras_adam,
-  scale_by_keras_adamax,
-  scale_by_keras_lamb,
-  scale_by_keras_muon,
-  scale_by_torch_nadam,
+  keras_adafactor_transform,
+  keras_adam_transform,
+  keras_adamax_transform,
+  keras_lamb_transform,
+  keras_muon_transform,
 )
+from optaxdecay.compat._torch_scale import torch_nadam_transform
 
 
 def keras_sgd(
@@ -94,7 +93,7 @@ def keras_sgd(
   _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_number(momentum, fn=fn, arg="momentum", high=1.0, high_inclusive=True)
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(optax.scale_by_learning_rate(lr), momentum_trace(momentum, nesterov))
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
@@ -183,13 +182,20 @@ def _keras_adam(
   check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
   _hparams.check_bool(amsgrad, fn=fn, arg="amsgrad")
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(
-      scale_by_keras_adam(beta_1, beta_2, epsilon, amsgrad=amsgrad),
+      keras_adam_transform(beta_1, beta_2, epsilon, amsgrad=amsgrad),
       optax.scale_by_learning_rate(lr),
     )
 
   return _keras(fn, learning_rate, weight_decay, mask, accumulation, step)
+
+
+class _Decay(NamedTuple):
+  """Keras' base-class decay, checked: its coefficient and the leaves it selects."""
+
+  weight_decay: float
+  selection: _selection.Selection
 
 
 def _keras(
@@ -198,14 +204,20 @@ def _keras(
   weight_decay: float | None,
   mask: _selection.MaskArg,
   accumulation: int | None,
-  step: Callable[[ScalarOrSchedule], optax.GradientTransformation],
+  step: Callable[[ScalarOrSchedule, _Decay], optax.GradientTransformation],
 ) -> optax.GradientTransformation:
-  """Keras' base optimizer around an optimizer's own ``step(lr)``: the decoupled decay, ×lr,
-  from the weights before the step (``_apply_weight_decay``), and the accumulation."""
-  wd = keras_weight_decay(fn, weight_decay)
+  """Keras' base optimizer around an optimizer's own ``step(lr, decay)``: the decoupled decay,
+  ×lr, from the weights before the step (``_apply_weight_decay``), and the accumulation.
+
+  ``weight_decay`` and ``mask`` are checked here, once; ``step`` gets them checked (LAMB's and
+  Adafactor's steps read the decayed weights)."""
+  checked = _Decay(keras_weight_decay(fn, weight_decay), _selection.selection(mask, fn=fn))
 
   def build(lr: ScalarOrSchedule) -> optax.GradientTransformation:
-    return optax.chain(step(lr), decay(fn, "learning_rate * weight_decay", lr_times(wd, lr), mask))
+    rate = lr_times(checked.weight_decay, lr)
+    return optax.chain(
+      step(lr, checked), decay(fn, "learning_rate * weight_decay", rate, checked.selection)
+    )
 
   return _accumulated(fn, learning_rate, accumulation, build)
 
@@ -364,15 +376,19 @@ def keras_lion(
     ``keras/src/optimizers/base_optimizer.py`` (``_apply_weight_decay``).
   """
   fn = "keras_lion"
-  _hparams.check_number(beta_1, fn=fn, arg="beta_1", low=0.0, low_inclusive=False)
-  betas = check_lion_betas(fn, beta_1, beta_2, names=("beta_1", "beta_2"))
+  # Keras' Lion refuses beta_1 = 0 (the update would ignore the momentum); the paper's allows it.
+  _hparams.check_number(
+    beta_1, fn=fn, arg="beta_1", low_inclusive=False, high=1.0, high_inclusive=True
+  )
+  _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0, high_inclusive=True)
+  betas = (beta_1, beta_2)
   return _keras(
     fn,
     learning_rate,
     weight_decay,
     mask,
     gradient_accumulation_steps,
-    lambda lr: lion_step(lr, betas),
+    lambda lr, _: lion_step(lr, betas),
   )
 
 
@@ -433,7 +449,7 @@ def keras_rmsprop(
   _hparams.check_bool(centered, fn=fn, arg="centered")
   scale = optax.scale_by_stddev if centered else optax.scale_by_rms
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(
       scale(decay=rho, eps=epsilon, initial_scale=0.0, eps_in_sqrt=True),
       optax.scale_by_learning_rate(lr),
@@ -489,7 +505,7 @@ def keras_adagrad(
   _hparams.check_number(initial_accumulator_value, fn=fn, arg="initial_accumulator_value")
   _hparams.check_number(epsilon, fn=fn, arg="epsilon")
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(
       optax.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=epsilon),
       optax.scale_by_learning_rate(lr),
@@ -545,9 +561,9 @@ def keras_adamax(
   fn = "keras_adamax"
   check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(
-      scale_by_keras_adamax(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)
+      keras_adamax_transform(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(lr)
     )
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
@@ -602,9 +618,9 @@ def keras_nadam(
   fn = "keras_nadam"
   check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+  def step(lr: ScalarOrSchedule, _: _Decay) -> optax.GradientTransformation:
     return optax.chain(
-      scale_by_torch_nadam(beta_1, beta_2, epsilon, momentum_decay=1.0),
+      torch_nadam_transform(beta_1, beta_2, epsilon, momentum_decay=1.0),
       optax.scale_by_learning_rate(lr),
     )
 
@@ -703,11 +719,11 @@ def keras_muon(
   check_muon(
     fn, momentum, nesterov, (muon_a, muon_b, muon_c), 0.0, ns_steps, None, coefficient_names=names
   )
-  _hparams.check_bool(nesterov, fn=fn, arg="nesterov")
   _hparams.check_number(adam_lr_ratio, fn=fn, arg="adam_lr_ratio", low_inclusive=False)
   if rms_rate is not None:
     _hparams.check_number(rms_rate, fn=fn, arg="rms_rate", low_inclusive=False)
-  muon = scale_by_keras_muon((muon_a, muon_b, muon_c), momentum, ns_steps, nesterov, rms_rate)
+  selection = _selection.selection(mask, fn=fn)
+  muon = keras_muon_transform((muon_a, muon_b, muon_c), momentum, ns_steps, nesterov, rms_rate)
 
   def labels(params: Any) -> Any:
     def label(leaf: _tree.Leaf) -> str:
@@ -724,12 +740,14 @@ def keras_muon(
     what = "learning_rate * weight_decay"
     halves: dict[Any, optax.GradientTransformation] = {
       "muon": optax.chain(
-        muon, optax.scale_by_learning_rate(lr), decay(fn, what, lr_times(wd_muon, lr), mask)
+        muon,
+        optax.scale_by_learning_rate(lr),
+        decay(fn, what, lr_times(wd_muon, lr), selection),
       ),
       "adam": optax.chain(
-        scale_by_keras_adam(adam_beta_1, adam_beta_2, epsilon),
+        keras_adam_transform(adam_beta_1, adam_beta_2, epsilon, amsgrad=False),
         optax.scale_by_learning_rate(adam_lr),
-        decay(fn, "learning_rate * adam_weight_decay", lr_times(wd_adam, lr), mask),
+        decay(fn, "learning_rate * adam_weight_decay", lr_times(wd_adam, lr), selection),
       ),
     }
     return optax.partition(halves, labels)
@@ -797,11 +815,12 @@ def keras_lamb(
   """
   fn = "keras_lamb"
   check_moments(fn, beta_1, beta_2, epsilon, names=("beta_1", "beta_2", "epsilon"))
-  wd = keras_weight_decay(fn, weight_decay)
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
-    shrink = lr_times(wd, lr)
-    lamb = scale_by_keras_lamb(beta_1, beta_2, epsilon, shrink=shrink, mask=mask)
+  def step(lr: ScalarOrSchedule, wd: _Decay) -> optax.GradientTransformation:
+    shrink = lr_times(wd.weight_decay, lr)
+    lamb = keras_lamb_transform(
+      beta_1, beta_2, epsilon, shrink=shrink, selection=wd.selection, fn=fn
+    )
     return optax.chain(lamb, optax.scale_by_learning_rate(lr))
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)
@@ -861,11 +880,18 @@ def keras_adafactor(
   fn = "keras_adafactor"
   _hparams.check_bool(relative_step, fn=fn, arg="relative_step")
   check_keras_adafactor(fn, beta_2_decay, epsilon_1, epsilon_2, clip_threshold)
-  wd = keras_weight_decay(fn, weight_decay)
 
-  def step(lr: ScalarOrSchedule) -> optax.GradientTransformation:
-    return scale_by_keras_adafactor(
-      lr, beta_2_decay, epsilon_1, epsilon_2, clip_threshold, shrink=lr_times(wd, lr), mask=mask
+  def step(lr: ScalarOrSchedule, wd: _Decay) -> optax.GradientTransformation:
+    shrink = lr_times(wd.weight_decay, lr)
+    return keras_adafactor_transform(
+      lr,
+      beta_2_decay,
+      epsilon_1,
+      epsilon_2,
+      clip_threshold,
+      shrink=shrink,
+      selection=wd.selection,
+      fn=fn,
     )
 
   return _keras(fn, learning_rate, weight_decay, mask, gradient_accumulation_steps, step)

@@ -90,4 +90,7 @@ def moonlight_muon(
     consistent_rms=0.2,
   )
   rate = lr_times(weight_decay, learning_rate)
-  return optax.chain(muon, decay(fn, "learning_rate * weight_decay", rate, mask, cautious))
+  return optax.chain(
+    muon,
+    decay(fn, "learning_rate * weight_decay", rate, _selection.selection(mask, fn=fn), cautious),
+  )

@@ -82,7 +82,7 @@ def paper_adamw(
       fn,
       "schedule_multiplier * weight_decay",
       lr_times(weight_decay, schedule_multiplier),
-      mask,
+      _selection.selection(mask, fn=fn),
     ),
   )
 
@@ -144,7 +144,7 @@ def paper_sgdw(
       fn,
       "schedule_multiplier * weight_decay",
       lr_times(weight_decay, schedule_multiplier),
-      mask,
+      _selection.selection(mask, fn=fn),
     ),
   )
 
@@ -202,5 +202,6 @@ def paper_lion(
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   rate = lr_times(weight_decay, learning_rate)
   return optax.chain(
-    lion_step(learning_rate, betas), decay(fn, "learning_rate * weight_decay", rate, mask)
+    lion_step(learning_rate, betas),
+    decay(fn, "learning_rate * weight_decay", rate, _selection.selection(mask, fn=fn)),
   )

@@ -10,7 +10,7 @@ from optaxdecay.compat._common import (
   decay,
   momentum_trace,
 )
-from optaxdecay.compat._scale import scale_by_keras_adam
+from optaxdecay.compat._keras_scale import keras_adam_transform
 
 
 def tfa_adamw(
@@ -72,9 +72,9 @@ def tfa_adamw(
   _hparams.check_number(beta_2, fn=fn, arg="beta_2", high=1.0)
   _hparams.check_number(epsilon, fn=fn, arg="epsilon")
   return optax.chain(
-    scale_by_keras_adam(beta_1, beta_2, epsilon),
+    keras_adam_transform(beta_1, beta_2, epsilon, amsgrad=False),
     optax.scale_by_learning_rate(learning_rate),
-    decay(fn, "weight_decay", weight_decay, mask),
+    decay(fn, "weight_decay", weight_decay, _selection.selection(mask, fn=fn)),
   )
 
 
@@ -127,5 +127,5 @@ def tfa_sgdw(
   return optax.chain(
     optax.scale_by_learning_rate(learning_rate),
     momentum_trace(momentum, nesterov),
-    decay(fn, "weight_decay", weight_decay, mask),
+    decay(fn, "weight_decay", weight_decay, _selection.selection(mask, fn=fn)),
   )

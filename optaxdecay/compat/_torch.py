@@ -8,24 +8,24 @@ from optaxdecay import _hparams, _selection
 from optaxdecay._rates import lr_times
 from optaxdecay._transforms import l2_transform
 from optaxdecay.compat._common import (
+  NS_COEFFICIENTS,
   ScalarOrSchedule,
   check_betas,
+  check_muon,
   check_torch_nesterov,
   decay,
   maximize_sign,
   momentum_trace,
 )
-from optaxdecay.compat._scale import (
-  TORCH_NS_COEFFICIENTS,
-  check_adafactor,
-  check_muon,
-  scale_by_torch_adafactor,
-  scale_by_torch_adagrad,
-  scale_by_torch_amsgrad,
-  scale_by_torch_momentum,
-  scale_by_torch_muon,
-  scale_by_torch_nadam,
-  scale_by_torch_radam,
+from optaxdecay.compat._torch_scale import (
+  check_torch_adafactor,
+  torch_adafactor_transform,
+  torch_adagrad_transform,
+  torch_amsgrad_transform,
+  torch_momentum_transform,
+  torch_muon_transform,
+  torch_nadam_transform,
+  torch_radam_transform,
 )
 
 
@@ -92,7 +92,7 @@ def torch_sgd(
   return optax.chain(
     maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
-    scale_by_torch_momentum(momentum, dampening, nesterov),
+    torch_momentum_transform(momentum, dampening, nesterov),
     optax.scale_by_learning_rate(lr),
   )
 
@@ -171,7 +171,7 @@ def _adam(
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
   _hparams.check_bool(amsgrad, fn=fn, arg="amsgrad")
-  moments = scale_by_torch_amsgrad(b1, b2, eps) if amsgrad else optax.scale_by_adam(b1, b2, eps)
+  moments = torch_amsgrad_transform(b1, b2, eps) if amsgrad else optax.scale_by_adam(b1, b2, eps)
   return _preconditioned(fn, lr, weight_decay, maximize, decoupled, mask, moments)
 
 
@@ -359,7 +359,7 @@ def torch_adagrad(
   return optax.chain(
     maximize_sign(fn, maximize),
     l2_transform(weight_decay, _selection.selection(mask, fn=fn), fn=fn),
-    scale_by_torch_adagrad(initial_accumulator_value, eps),
+    torch_adagrad_transform(initial_accumulator_value, eps),
     optax.scale_by_learning_rate(step_size),
   )
 
@@ -473,7 +473,7 @@ def torch_nadam(
   _hparams.check_number(momentum_decay, fn=fn, arg="momentum_decay")
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
-  moments = scale_by_torch_nadam(b1, b2, eps, momentum_decay)
+  moments = torch_nadam_transform(b1, b2, eps, momentum_decay)
   return _preconditioned(fn, lr, weight_decay, maximize, decoupled_weight_decay, mask, moments)
 
 
@@ -528,7 +528,7 @@ def torch_radam(
   fn = "torch_radam"
   b1, b2 = check_betas(fn, betas)
   _hparams.check_number(eps, fn=fn, arg="eps")
-  moments = scale_by_torch_radam(b1, b2, eps)
+  moments = torch_radam_transform(b1, b2, eps)
   return _preconditioned(fn, lr, weight_decay, maximize, decoupled_weight_decay, mask, moments)
 
 
@@ -551,7 +551,7 @@ def _preconditioned(
       sign,
       moments,
       optax.scale_by_learning_rate(lr),
-      decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+      decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), _selection.selection(mask, fn=fn)),
     )
   return optax.chain(
     sign,
@@ -607,14 +607,14 @@ def torch_adafactor(
     ``torch/optim/_adafactor.py`` (``_single_tensor_adafactor``), PyTorch 2.5+.
   """
   fn = "torch_adafactor"
-  check_adafactor(fn, lr, beta2_decay, eps, d)
+  check_torch_adafactor(fn, lr, beta2_decay, eps, d)
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   _hparams.check_bool(maximize, fn=fn, arg="maximize")
   sign = optax.scale(-1.0) if maximize else optax.identity()
   return optax.chain(
     sign,
-    scale_by_torch_adafactor(lr, beta2_decay, eps, d),
-    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+    torch_adafactor_transform(lr, beta2_decay, eps, d, fn=fn),
+    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), _selection.selection(mask, fn=fn)),
   )
 
 
@@ -623,7 +623,7 @@ def torch_muon(
   weight_decay: float = 0.1,
   momentum: float = 0.95,
   nesterov: bool = True,
-  ns_coefficients: tuple[float, float, float] = TORCH_NS_COEFFICIENTS,
+  ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
   eps: float = 1e-7,
   ns_steps: int = 5,
   adjust_lr_fn: str | None = None,
@@ -677,7 +677,7 @@ def torch_muon(
   _hparams.check_number(weight_decay, fn=fn, arg="weight_decay")
   check_muon(fn, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn)
   return optax.chain(
-    scale_by_torch_muon(momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn),
+    torch_muon_transform(momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn, fn=fn),
     optax.scale_by_learning_rate(lr),
-    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), mask),
+    decay(fn, "lr * weight_decay", lr_times(weight_decay, lr), _selection.selection(mask, fn=fn)),
   )
