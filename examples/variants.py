@@ -12,8 +12,8 @@ seeds; only how the decay is applied differs:
   (Defazio et al., 2025; meant for normalized layers -- this MLP has none).
 
 For the decoupled variants ``lam`` is set from a decay timescale in epochs (Wang & Aitchison,
-2024): ``rate = od.rate_from_timescale(tau, N, B)`` at the peak learning rate,
-``lam = rate / lr_max``; several timescales are swept. ``adam+l2`` sweeps its own coefficients
+2024): ``rate = od.rate_from_timescale(tau, dataset_size=N, batch_size=B)`` at the peak learning
+rate, ``lam = rate / lr_max``; several timescales are swept. ``adam+l2`` sweeps its own coefficients
 (``l2s``): an L2 coefficient through Adam is not comparable to a decoupled one. Biases are never
 decayed (``od.bias_mask``).
 
@@ -170,7 +170,7 @@ def run(cfg: Config) -> Result:
     raise ValueError("Config: `l2s` and `taus` must have the same length (one program).")
   data = load_data(cfg.train_fraction)
   n = data[0].shape[0]
-  rates = [od.rate_from_timescale(t, n, cfg.batch_size) for t in cfg.taus]
+  rates = [od.rate_from_timescale(t, dataset_size=n, batch_size=cfg.batch_size) for t in cfg.taus]
   decoupled = np.asarray(rates) / cfg.lr
   lams = {v: decoupled for v in VARIANTS}
   lams["adam+l2"] = np.asarray(cfg.l2s)
@@ -207,7 +207,7 @@ def run(cfg: Config) -> Result:
   }
   return Result(
     rows=rows,
-    mask=od.diagnostics.describe_mask(l2_params, od.bias_mask),
+    mask=od.diagnostics.describe_mask(l2_params, mask=od.bias_mask),
     l2_strength=od.diagnostics.effective_l2_strength(
       l2_state, float(cfg.l2s[i]), weight_decay=float(decoupled[i]), mask=od.bias_mask
     ),

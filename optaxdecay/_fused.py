@@ -54,6 +54,13 @@ class FusedAdamW(NamedTuple):
       Jit it with ``donate_argnums`` for the params and the state so that the
       update happens in place.
 
+  The two methods take their arguments in two orders on purpose: ``update`` is
+  Optax's contract, ``(grads, state, params)``, shared by every transformation
+  it chains with; ``step`` replaces a whole training step and returns new
+  params, so it takes them first, as ``optax.apply_updates(params, updates)``
+  and the usual ``train_step(params, ..., opt_state)`` do. A state passed in
+  the other method's order is caught and the error says so.
+
   The method :meth:`sharded_step` runs ``step`` shard by shard on a mesh.
   """
 
@@ -126,6 +133,7 @@ class FusedAdamW(NamedTuple):
       params: optax.Params, grads: optax.Updates, state: optax.OptState
     ) -> tuple[optax.Params, optax.OptState]:
       _check_specs(params, param_specs, mesh, where)
+      _check_state(state, where=where, misplaced=grads)
       _, decay_state, lr_state = _split_state(state)
       state_specs = (
         # The specs mirror the state's structure, a PartitionSpec where the state has an array.
@@ -218,6 +226,36 @@ def _split_state(state: Any) -> tuple[optax.ScaleByAdamState, Any, Any]:
   """``(adam_state, decay_state, lr_state)`` of an ``optax.adamw`` state."""
   adam_state, decay_state, lr_state = state
   return adam_state, decay_state, lr_state
+
+
+def _is_state(x: Any) -> bool:
+  return isinstance(x, tuple) and len(x) == 3 and isinstance(x[0], optax.ScaleByAdamState)
+
+
+def _check_state(state: Any, *, where: str, misplaced: Any) -> None:
+  """``state`` is ``optax.adamw``'s (what ``init`` made); else a ``TypeError`` that says what it
+  is, and whether the arguments look swapped (``misplaced``: the argument a state in the other
+  method's order would land on)."""
+  if _is_state(state):
+    return
+  if isinstance(state, tuple):
+    got = (
+      f"a {type(state).__name__} of {len(state)}: ({', '.join(type(x).__name__ for x in state)})"
+    )
+  else:
+    got = f"a {type(state).__name__}"
+  hint = "make it with this optimizer's `init(params)`"
+  if _is_state(getattr(state, "inner_state", None)):
+    hint = "pass the optax.inject_hyperparams state's `inner_state`"
+  elif _is_state(misplaced):
+    hint = (
+      "the arguments look swapped: `step` takes (params, grads, state), as a training step "
+      "does, and `update` takes Optax's (grads, state, params)"
+    )
+  raise TypeError(
+    f"{where}: `state` is not this optimizer's state (optax.adamw's: a tuple "
+    f"(ScaleByAdamState, decay state, learning-rate state)); got {got}: {hint}."
+  )
 
 
 def _count(state: Any) -> Any:
@@ -385,6 +423,7 @@ def _leaf_step(
 def _step(
   cfg: _Config, params: optax.Params, grads: optax.Updates, state: optax.OptState
 ) -> tuple[optax.Params, optax.OptState]:
+  _check_state(state, where=f"{_NAME}(...).step", misplaced=grads)
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
@@ -418,6 +457,7 @@ def _update(
       f"{_NAME}: `update` needs `params` (the current weights): call "
       "`update(grads, state, params)`."
     )
+  _check_state(state, where=f"{_NAME}(...).update", misplaced=params)
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)

@@ -218,6 +218,7 @@ def _class_named(name: str, seen: set[type]) -> bool:
   return False
 
 
+@_selection.mask_builder
 def decay_mask(
   *,
   exclude: Iterable[str] = BIAS_NAMES,
@@ -337,6 +338,7 @@ def decay_mask(
   return _rule_mask(is_decayed, check=_module_check(classes, class_names, fn=fn))
 
 
+@_selection.mask_builder
 def decay_multipliers(
   rules: Sequence[tuple[str, float]], default: float = 0.0
 ) -> Callable[[Any], Any]:
@@ -451,7 +453,3 @@ def bias_mask(params: Any) -> Any:
     >>> tx = optax.adamw(1e-3, weight_decay=1e-2, mask=od.bias_mask)
   """
   return _bias_mask(params)
-
-
-_selection.register_factory(decay_mask)
-_selection.register_factory(decay_multipliers)

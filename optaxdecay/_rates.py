@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxdecay import _hparams
+from optaxdecay import _deprecation, _hparams
 
 
 def l2_to_decay_rate(
@@ -154,8 +154,10 @@ def corrected_decay_rate(
   return _hparams.combine(lambda wd, lr: wd * lr * lr / lr_max, weight_decay, learning_rate)
 
 
+@_deprecation.keyword_only("batch_size", "dataset_size", "epochs")
 def normalized_weight_decay(
   lambda_norm: optax.ScalarOrSchedule,
+  *,
   batch_size: int,
   dataset_size: int,
   epochs: float,
@@ -216,8 +218,9 @@ def normalized_weight_decay(
   return _hparams.combine(lambda lam: lam * factor, lambda_norm)
 
 
+@_deprecation.keyword_only("dataset_size", "batch_size")
 def rate_from_timescale(
-  tau_epochs: optax.ScalarOrSchedule, dataset_size: int, batch_size: int
+  tau_epochs: optax.ScalarOrSchedule, *, dataset_size: int, batch_size: int
 ) -> optax.ScalarOrSchedule:
   r"""The per-step decay whose EMA timescale is ``tau_epochs`` epochs.
 
@@ -280,8 +283,9 @@ def rate_from_timescale(
   return _hparams.combine(lambda tau: b / (n * tau), tau_epochs)
 
 
+@_deprecation.keyword_only("dataset_size", "batch_size")
 def timescale_from_rate(
-  rate: optax.ScalarOrSchedule, dataset_size: int, batch_size: int
+  rate: optax.ScalarOrSchedule, *, dataset_size: int, batch_size: int
 ) -> optax.ScalarOrSchedule:
   r"""The inverse of :func:`rate_from_timescale`: :math:`\tau_{epoch} = b/(N r)`.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,12 +33,18 @@ from optaxdecay import _tree
 
 MaskArg = Any  # None | pytree of bool/float | Callable[[params], pytree of bool/float]
 
-_FACTORIES: dict[Callable[..., Any], str] = {}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def register_factory(factory: Callable[..., Any]) -> None:
-  """Marks a mask *builder*, so that passing it uncalled as ``mask=`` is caught."""
-  _FACTORIES[factory] = factory.__name__
+def mask_builder(builder: F) -> F:
+  """Declares ``builder`` a mask *builder*: a function that returns a mask function.
+
+  ``bias_mask`` is a mask; ``decay_mask(...)`` and ``decay_multipliers(...)`` build one. A
+  builder passed uncalled as ``mask=`` is refused when the transform is built, with the
+  spelling to use.
+  """
+  builder.__optaxdecay_mask_builder__ = True  # type: ignore[attr-defined]
+  return builder
 
 
 def is_mask_fn(mask: Any) -> bool:
@@ -111,7 +117,7 @@ class Selection(NamedTuple):
     else:
       table = self.table
       if table is None:
-        table = _table(self.mask(params), fn=self.fn, called=True)
+        table = _table(_call(self.mask, params, fn=self.fn), fn=self.fn, called=True)
       mults = _match(table, leaves, fn=self.fn)
     for leaf, m in zip(leaves, mults, strict=True):
       if m and not _is_inexact(leaf.value):
@@ -121,6 +127,16 @@ class Selection(NamedTuple):
           "leaves. Exclude it with `mask=` (e.g. `optaxdecay.decay_mask(...)`)."
         )
     return mults
+
+
+def _call(mask_fn: Callable[[Any], Any], params: Any, *, fn: str) -> Any:
+  """``mask_fn(params)``; an exception it raises gets a note naming ``fn``'s ``mask``."""
+  try:
+    return mask_fn(params)
+  except Exception as e:
+    name = getattr(mask_fn, "__qualname__", type(mask_fn).__name__)
+    e.add_note(f"(raised by {fn}'s `mask` function {name}, called with the params)")
+    raise
 
 
 def _is_inexact(value: Any) -> bool:
@@ -147,8 +163,8 @@ def selection(mask: MaskArg, *, fn: str) -> Selection:
     )
   if mask is None:
     return Selection(fn, None, None)
-  name = next((n for f, n in _FACTORIES.items() if mask is f), None)
-  if name is not None:
+  if getattr(mask, "__optaxdecay_mask_builder__", False):
+    name = mask.__name__
     raise TypeError(
       f"{fn}: `mask=optaxdecay.{name}` is the mask *builder*; call it to get the mask "
       f"function: `mask=optaxdecay.{name}(...)`."

@@ -20,6 +20,8 @@ import optax
 
 from optaxdecay import _tree
 
+__all__ = ["Divergence", "assert_equivalent", "assert_not_equivalent", "compare", "trajectory"]
+
 GradFn = Callable[[Any, jax.Array], Any]
 
 

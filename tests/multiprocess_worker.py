@@ -219,7 +219,7 @@ def run(name: str, mode: str, out: str, save: int) -> None:
   sh = jax.tree.map(lambda s: NamedSharding(m, s), specs(hp))
   params = put(hp, sh)
   # Every process builds the same mask: the rule sees the global paths and shapes.
-  check_same_on_every_process("the mask", str(od.diagnostics.describe_mask(params, mask)))
+  check_same_on_every_process("the mask", str(od.diagnostics.describe_mask(params, mask=mask)))
   abstract = jax.eval_shape(tx.init, params)
   state_sh = optax.tree.map_params(
     tx,

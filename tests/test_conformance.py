@@ -331,7 +331,7 @@ def test_mask_builders_and_describe_mask_agree_with_the_annotation(tree):
   )
   got = {p for p, m in zoo.leaf_paths(mask_tree) if m}
   assert got == spec.decayed
-  rows = od.diagnostics.describe_mask(spec.params, spec.mask_arg).rows
+  rows = od.diagnostics.describe_mask(spec.params, mask=spec.mask_arg).rows
   assert {r.path for r in rows if r.decayed} == spec.decayed
   assert {r.path for r in rows} == {p for p, _ in zoo.leaf_paths(spec.params)}
 

@@ -30,7 +30,7 @@ def mlp_params(dtype=jnp.float32):
 
 
 def test_describe_mask_rows_and_totals():
-  desc = diagnostics.describe_mask(mlp_params(), od.bias_mask)
+  desc = diagnostics.describe_mask(mlp_params(), mask=od.bias_mask)
   assert [(r.path, r.shape, r.dtype, r.count, r.decayed) for r in desc.rows] == [
     ("Dense_0/bias", (4,), "float32", 4, False),
     ("Dense_0/kernel", (3, 4), "float32", 12, True),
@@ -47,7 +47,7 @@ def test_describe_mask_rows_and_totals():
 
 def test_describe_mask_shows_multipliers():
   mults = od.decay_multipliers([("Dense_0/kernel", 0.5), (".*/kernel", 1.0)])
-  desc = diagnostics.describe_mask(mlp_params(), mults)
+  desc = diagnostics.describe_mask(mlp_params(), mask=mults)
   assert [(r.path, r.decayed, r.multiplier) for r in desc.rows] == [
     ("Dense_0/bias", False, 0.0),
     ("Dense_0/kernel", True, 0.5),
@@ -67,7 +67,7 @@ def test_describe_mask_none_decays_everything():
 
 
 def test_describe_mask_prefix_mask():
-  desc = diagnostics.describe_mask(mlp_params(), {"Dense_0": True, "Dense_1": False})
+  desc = diagnostics.describe_mask(mlp_params(), mask={"Dense_0": True, "Dense_1": False})
   assert {r.path: r.decayed for r in desc.rows} == {
     "Dense_0/bias": True,
     "Dense_0/kernel": True,
@@ -86,7 +86,7 @@ def test_describe_mask_agrees_with_the_transform():
   changed = {
     od._tree.path_str(n): bool(jnp.any(u != 0)) for n, u in od._tree.flatten_with_names(updates)[0]
   }
-  desc = diagnostics.describe_mask(params, mask)
+  desc = diagnostics.describe_mask(params, mask=mask)
   assert {r.path: r.decayed for r in desc.rows} == changed
 
 
@@ -102,22 +102,22 @@ def test_describe_mask_flax_linen():
 
   x = jnp.ones((2, 4))
   params = Net().init(jax.random.key(0), x)["params"]
-  desc = diagnostics.describe_mask(params, od.decay_mask(exclude=("bias", "scale")))
+  desc = diagnostics.describe_mask(params, mask=od.decay_mask(exclude=("bias", "scale")))
   assert {r.path for r in desc.rows if r.decayed} == {"Dense_0/kernel", "Dense_1/kernel"}
   assert desc.decayed == 4 * 8 + 8 * 3
   assert desc.total == sum(x.size for x in jax.tree.leaves(params))
   # Abstract params (jax.eval_shape) give the same table without allocating the model.
   abstract = jax.eval_shape(Net().init, jax.random.key(0), x)["params"]
-  assert diagnostics.describe_mask(abstract, od.bias_mask).rows == (
-    diagnostics.describe_mask(params, od.bias_mask).rows
+  assert diagnostics.describe_mask(abstract, mask=od.bias_mask).rows == (
+    diagnostics.describe_mask(params, mask=od.bias_mask).rows
   )
 
 
 def test_describe_mask_flax_nnx_wrapped_and_plain(nnx_model):
   nnx, model = nnx_model
   state = nnx.state(model, nnx.Param)
-  wrapped = diagnostics.describe_mask(state, od.bias_mask)
-  plain = diagnostics.describe_mask(nnx.to_pure_dict(state), od.bias_mask)
+  wrapped = diagnostics.describe_mask(state, mask=od.bias_mask)
+  plain = diagnostics.describe_mask(nnx.to_pure_dict(state), mask=od.bias_mask)
   assert wrapped.rows == plain.rows
   assert {r.path for r in wrapped.rows if r.decayed} == {
     "dense/kernel",
@@ -129,7 +129,7 @@ def test_describe_mask_flax_nnx_wrapped_and_plain(nnx_model):
 
 def test_describe_mask_rejects_mismatched_mask():
   with pytest.raises(ValueError, match="describe_mask: `mask` does not match the params"):
-    diagnostics.describe_mask(mlp_params(), {"Dense_0": True})
+    diagnostics.describe_mask(mlp_params(), mask={"Dense_0": True})
 
 
 def test_describe_mask_rejects_integer_leaf_selected():
@@ -477,3 +477,20 @@ def test_bfloat16_also_loses_small_adam_steps_and_master_weights_keep_them():
   )
   assert moved_pure < 0.5
   assert moved_master > 0.9
+
+
+def test_effective_l2_strength_refuses_a_batch_of_states_and_a_traced_one():
+  params = {"w": jnp.ones(3)}
+  tx = optax.chain(od.add_l2_to_grad(1e-4), optax.adam(1e-3))
+
+  def one_step(scale):
+    state = tx.init(params)
+    return tx.update(jax.tree.map(lambda w: scale * w, params), state, params)[1]
+
+  batch = jax.vmap(one_step)(jnp.arange(1.0, 3.0))
+  with pytest.raises(ValueError, match=r"effective_l2_strength: `opt_state` holds a batch of "):
+    diagnostics.effective_l2_strength(batch, 1e-4)
+  report = diagnostics.effective_l2_strength(jax.tree.map(lambda x: x[0], batch), 1e-4)
+  assert report.count == 1
+  with pytest.raises(TypeError, match=r"effective_l2_strength: `opt_state` holds traced values"):
+    jax.jit(lambda s: diagnostics.effective_l2_strength(s, 1e-4).l2)(one_step(1.0))

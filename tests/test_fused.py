@@ -480,3 +480,34 @@ def test_update_accepts_and_ignores_extra_arguments_like_optax_adamw():
   u, _ = opt.update(params, opt.init(params), params, value=1.0, grad=params)
   want, _ = ref.update(params, ref.init(params), params, value=1.0)
   np.testing.assert_array_equal(u["w"], want["w"])
+
+
+@pytest.mark.parametrize(
+  ("call", "match"),
+  [
+    (
+      lambda opt, p, g: opt.step(p, g, optax.adam(1e-3).init(p)),
+      r"fused_adamw\(\.\.\.\)\.step: `state` is not this optimizer's state .* got a tuple of 2: "
+      r"\(ScaleByAdamState, EmptyState\): make it with this optimizer's `init\(params\)`",
+    ),
+    (
+      lambda opt, p, g: opt.step(g, opt.init(p), p),  # update's order
+      r"fused_adamw\(\.\.\.\)\.step: `state` .* the arguments look swapped: `step` takes "
+      r"\(params, grads, state\)",
+    ),
+    (
+      lambda opt, p, g: opt.update(p, g, opt.init(p)),  # step's order
+      r"fused_adamw\(\.\.\.\)\.update: `state` .* the arguments look swapped",
+    ),
+    (
+      lambda opt, p, g: opt.step(p, g, optax.inject_hyperparams(optax.adamw)(1e-3).init(p)),
+      r"fused_adamw\(\.\.\.\)\.step: `state` .*inject_hyperparams state's `inner_state`",
+    ),
+  ],
+  ids=["adam-state", "update-order", "step-order", "injected-state"],
+)
+def test_a_state_that_is_not_its_own_raises_naming_the_method_and_the_argument(call, match):
+  params = {"w": jnp.ones(3)}
+  opt = od.fused_adamw(1e-3, weight_decay=0.1)
+  with pytest.raises(TypeError, match=match):
+    call(opt, params, params)

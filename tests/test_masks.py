@@ -493,7 +493,7 @@ def test_levanters_nnx_line_excludes_nnx_embed():
   mask = od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embed"))(model)
   assert {k: bool(v.get_value()) for k, v in mask["embed"].items()} == {"embedding": False}
   assert bool(mask["head"]["kernel"].get_value())
-  table = od.diagnostics.describe_mask(model, od.bias_mask)  # the module, not its state
+  table = od.diagnostics.describe_mask(model, mask=od.bias_mask)  # the module, not its state
   assert {r.path for r in table.rows} == {
     "embed/embedding", "norm/scale", "norm/bias", "head/kernel", "head/bias"
   }  # fmt: skip

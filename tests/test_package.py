@@ -40,3 +40,22 @@ def test_every_public_name_is_exported_and_documented():
     modules = ("compat", "diagnostics", "testing")
     entry = f"optaxdecay.{name}" if name in modules else f"   {name}\n"
     assert entry in api or f".. data:: {name}" in api, name
+
+
+def test_every_public_module_declares_all_and_it_is_complete():
+  """``__all__`` of the package and of each public module names every public function and class
+  defined under it, and every name in it resolves."""
+  import inspect
+
+  for module in (od, od.compat, od.diagnostics, od.testing):
+    assert hasattr(module, "__all__"), module.__name__
+    for name in module.__all__:
+      assert hasattr(module, name), f"{module.__name__}.{name}"
+    defined = {
+      n
+      for n, o in vars(module).items()
+      if not n.startswith("_")
+      and (inspect.isfunction(o) or inspect.isclass(o))
+      and o.__module__.startswith(module.__name__)
+    }
+    assert defined <= set(module.__all__), (module.__name__, sorted(defined - set(module.__all__)))

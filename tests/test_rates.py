@@ -4,6 +4,7 @@ rules, each against a float64 evaluation of its published equation."""
 from __future__ import annotations
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -157,18 +158,20 @@ def test_corrected_decay_rate_errors(wd, lr, lr_max, error, match):
 )
 def test_normalized_weight_decay_matches_float64(lam, b, n, t):
   ref = np.float64(lam) * np.sqrt(np.float64(b) / (np.float64(n) * np.float64(t)))
-  assert od.normalized_weight_decay(lam, b, n, t) == pytest.approx(float(ref), rel=1e-15)
+  assert od.normalized_weight_decay(lam, batch_size=b, dataset_size=n, epochs=t) == pytest.approx(
+    float(ref), rel=1e-15
+  )
 
 
 def test_normalized_weight_decay_scales_as_inverse_sqrt_of_budget():
-  short = od.normalized_weight_decay(0.05, 128, 50_000, 50)
-  long = od.normalized_weight_decay(0.05, 128, 50_000, 200)
+  short = od.normalized_weight_decay(0.05, batch_size=128, dataset_size=50_000, epochs=50)
+  long = od.normalized_weight_decay(0.05, batch_size=128, dataset_size=50_000, epochs=200)
   assert short / long == pytest.approx(2.0, rel=1e-14)
 
 
 def test_normalized_weight_decay_schedule():
   lam = optax.linear_schedule(0.1, 0.0, transition_steps=10)
-  out = od.normalized_weight_decay(lam, 32, 800, 4)
+  out = od.normalized_weight_decay(lam, batch_size=32, dataset_size=800, epochs=4)
   for t in STEPS:
     ref = max(0.1 * (1 - t / 10), 0.0) * math.sqrt(32 / (800 * 4))
     assert float(out(jnp.asarray(t))) == pytest.approx(ref, rel=1e-6, abs=1e-9)
@@ -190,8 +193,9 @@ def test_normalized_weight_decay_schedule():
   ],
 )
 def test_normalized_weight_decay_errors(args, error, match):
+  lam, b, n, t = args
   with pytest.raises(error, match=f"normalized_weight_decay: {match}"):
-    od.normalized_weight_decay(*args)
+    od.normalized_weight_decay(lam, batch_size=b, dataset_size=n, epochs=t)
 
 
 # --- rate_from_timescale / timescale_from_rate ------------------------------------------------
@@ -202,7 +206,7 @@ def test_normalized_weight_decay_errors(args, error, match):
 )
 def test_rate_from_timescale_matches_float64(tau, n, b):
   # Wang & Aitchison: tau_iter = 1/(lr*lam), tau_epoch = tau_iter * B / N.
-  rate = od.rate_from_timescale(tau, n, b)
+  rate = od.rate_from_timescale(tau, dataset_size=n, batch_size=b)
   tau_iter = 1.0 / np.float64(rate)
   assert tau_iter * b / n == pytest.approx(tau, rel=1e-14)
   assert rate == pytest.approx(float(np.float64(b) / (np.float64(n) * np.float64(tau))), rel=1e-15)
@@ -210,14 +214,16 @@ def test_rate_from_timescale_matches_float64(tau, n, b):
 
 @pytest.mark.parametrize(("rate", "n", "b"), [(1e-4, 50_000, 100), (0.003, 1_437, 64)])
 def test_timescale_round_trip(rate, n, b):
-  tau = od.timescale_from_rate(rate, n, b)
+  tau = od.timescale_from_rate(rate, dataset_size=n, batch_size=b)
   assert tau == pytest.approx(float(np.float64(b) / (np.float64(n) * np.float64(rate))), rel=1e-15)
-  assert od.rate_from_timescale(tau, n, b) == pytest.approx(rate, rel=1e-14)
+  assert od.rate_from_timescale(tau, dataset_size=n, batch_size=b) == pytest.approx(rate, rel=1e-14)
 
 
 def test_timescale_of_zero_rate_is_infinite():
-  assert od.timescale_from_rate(0.0, 1_000, 10) == math.inf
-  sched = od.timescale_from_rate(lambda t: jnp.where(t < 2, 0.01, 0.0), 1_000, 10)
+  assert od.timescale_from_rate(0.0, dataset_size=1_000, batch_size=10) == math.inf
+  sched = od.timescale_from_rate(
+    lambda t: jnp.where(t < 2, 0.01, 0.0), dataset_size=1_000, batch_size=10
+  )
   assert float(sched(jnp.asarray(0))) == pytest.approx(1.0, rel=1e-6)
   assert float(sched(jnp.asarray(5))) == math.inf
 
@@ -226,9 +232,9 @@ def test_rules_accept_traced_values_under_jit():
   # inject_hyperparams passes live hyperparameters as tracers: no check, same arithmetic.
   f = jax.jit(
     lambda r, tau, lam: (
-      od.timescale_from_rate(r, 1_000, 10),
-      od.rate_from_timescale(tau, 1_000, 10),
-      od.normalized_weight_decay(lam, 10, 1_000, 4),
+      od.timescale_from_rate(r, dataset_size=1_000, batch_size=10),
+      od.rate_from_timescale(tau, dataset_size=1_000, batch_size=10),
+      od.normalized_weight_decay(lam, batch_size=10, dataset_size=1_000, epochs=4),
       od.corrected_decay_rate(lam, 5e-4, 1e-3),
     )
   )
@@ -242,7 +248,7 @@ def test_rules_accept_traced_values_under_jit():
 
 def test_rate_from_timescale_schedule():
   tau = lambda t: 2.0 + t
-  rate = od.rate_from_timescale(tau, 1_000, 10)
+  rate = od.rate_from_timescale(tau, dataset_size=1_000, batch_size=10)
   for t in STEPS:
     assert float(rate(jnp.asarray(t))) == pytest.approx(10 / (1_000 * (2.0 + t)), rel=1e-6)
 
@@ -250,7 +256,7 @@ def test_rate_from_timescale_schedule():
 def test_rate_from_timescale_feeds_decoupled_decay():
   # A timescale of tau epochs: after tau epochs of pure decay the weights shrink by ~1/e.
   n, b, tau = 1_000, 10, 2.0
-  rate = od.rate_from_timescale(tau, n, b)
+  rate = od.rate_from_timescale(tau, dataset_size=n, batch_size=b)
   steps = int(tau * n / b)
   tx = od.decoupled_weight_decay(rate)
   traj = testing.trajectory(tx, {"w": jnp.ones(1)}, lambda p, t: {"w": jnp.zeros(1)}, steps)
@@ -271,8 +277,9 @@ def test_rate_from_timescale_feeds_decoupled_decay():
   ],
 )
 def test_rate_from_timescale_errors(args, error, match):
+  tau, n, b = args
   with pytest.raises(error, match=f"rate_from_timescale: {match}"):
-    od.rate_from_timescale(*args)
+    od.rate_from_timescale(tau, dataset_size=n, batch_size=b)
 
 
 @pytest.mark.parametrize(
@@ -286,5 +293,42 @@ def test_rate_from_timescale_errors(args, error, match):
   ],
 )
 def test_timescale_from_rate_errors(args, error, match):
+  rate, n, b = args
   with pytest.raises(error, match=f"timescale_from_rate: {match}"):
-    od.timescale_from_rate(*args)
+    od.timescale_from_rate(rate, dataset_size=n, batch_size=b)
+
+
+OLD_AND_NEW_CALLS = {
+  "normalized_weight_decay": (
+    lambda: od.normalized_weight_decay(0.05, 128, 50_000, 200),
+    lambda: od.normalized_weight_decay(0.05, batch_size=128, dataset_size=50_000, epochs=200),
+    "batch_size=128, dataset_size=50000, epochs=200",
+  ),
+  "rate_from_timescale": (
+    lambda: od.rate_from_timescale(20.0, 50_000, 100),
+    lambda: od.rate_from_timescale(20.0, dataset_size=50_000, batch_size=100),
+    "dataset_size=50000, batch_size=100",
+  ),
+  "timescale_from_rate": (
+    lambda: od.timescale_from_rate(1e-4, 50_000, 100),
+    lambda: od.timescale_from_rate(1e-4, dataset_size=50_000, batch_size=100),
+    "dataset_size=50000, batch_size=100",
+  ),
+}
+
+
+@pytest.mark.parametrize("name", list(OLD_AND_NEW_CALLS))
+def test_the_old_positional_sizes_still_work_with_a_deprecation_warning(name):
+  """The rules took the two ints in opposite positional orders: a positional call is deprecated
+  (the warning spells the keywords) and still means what it meant."""
+  old, new, keywords = OLD_AND_NEW_CALLS[name]
+  with pytest.warns(DeprecationWarning, match=re.escape(f"write {name}(..., {keywords})")):
+    value = old()
+  assert value == new()
+
+
+def test_keyword_only_sizes_refuse_too_many_and_repeated_arguments():
+  with pytest.raises(TypeError, match="takes 1 positional arguments but 4 were given"):
+    od.rate_from_timescale(20.0, 50_000, 100, 7)
+  with pytest.raises(TypeError, match="multiple values for argument 'dataset_size'"):
+    od.rate_from_timescale(20.0, 50_000, dataset_size=50_000, batch_size=100)

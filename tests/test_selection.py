@@ -433,3 +433,13 @@ def test_a_python_float_param_is_decayed_as_optax_decays_it():
   np.testing.assert_allclose(u["gain"], -ref["gain"])
   with pytest.raises(TypeError, match=r"selects the leaf 'n' of type int"):
     tx.init({"n": 3})
+
+
+def test_an_error_inside_a_mask_function_names_the_transform_that_called_it():
+  def broken(params):
+    raise KeyError("no such layer")
+
+  tx = od.decoupled_weight_decay(1e-3, mask=broken)
+  with pytest.raises(KeyError, match="no such layer") as info:
+    tx.init({"w": jnp.ones(2)})
+  assert any("decoupled_weight_decay's `mask` function" in n for n in info.value.__notes__)

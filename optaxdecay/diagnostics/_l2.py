@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 import optax
 
@@ -165,8 +166,20 @@ def _preconditioner_factor(optimizer: str, threshold: float, b2: float) -> Any:
   )
 
 
-def _concrete_int(x: Any) -> int:
-  return int(np.asarray(_tree.unwrap(x)))
+def _step_count(x: Any, *, fn: str) -> int:
+  """The Adam state's step count as an int: one concrete state, not a batch or a tracer."""
+  x = _tree.unwrap(x)
+  if isinstance(x, jax.core.Tracer):
+    raise TypeError(
+      f"{fn}: `opt_state` holds traced values: call it on a concrete state, outside jax.jit."
+    )
+  shape = np.shape(x)
+  if shape != ():
+    raise ValueError(
+      f"{fn}: `opt_state` holds a batch of states (its Adam step count has shape {shape}, e.g. "
+      "from jax.vmap): pass one of them, e.g. jax.tree.map(lambda x: x[i], opt_state)."
+    )
+  return int(np.asarray(x))
 
 
 def effective_l2_strength(
@@ -279,7 +292,7 @@ def effective_l2_strength(
     )
   factor = _preconditioner_factor(optimizer, threshold, b2)
   adam = _find_adam_state(opt_state)
-  count = _concrete_int(adam.count)
+  count = _step_count(adam.count, fn=fn)
   if count < 1:
     raise ValueError(
       f"{fn}: the Adam state has count {count}: it has not taken a step yet, so it holds no "

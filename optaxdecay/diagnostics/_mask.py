@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from optaxdecay import _selection, _tree
+from optaxdecay import _deprecation, _selection, _tree
 from optaxdecay.diagnostics._table import render_table
 
 
@@ -81,7 +81,8 @@ def _decay_cell(multiplier: float) -> str:
   return f"x{multiplier:g}"
 
 
-def describe_mask(params: Any, mask: _selection.MaskArg = None) -> MaskDescription:
+@_deprecation.keyword_only("mask")
+def describe_mask(params: Any, *, mask: _selection.MaskArg = None) -> MaskDescription:
   """Lists every parameter leaf and whether ``mask`` decays it.
 
   The mask is resolved exactly as the transforms resolve it (matched by key
@@ -115,7 +116,7 @@ def describe_mask(params: Any, mask: _selection.MaskArg = None) -> MaskDescripti
     >>> import jax.numpy as jnp
     >>> import optaxdecay as od
     >>> params = {'Dense_0': {'kernel': jnp.ones((3, 4)), 'bias': jnp.ones(4)}}
-    >>> print(od.diagnostics.describe_mask(params, od.bias_mask))
+    >>> print(od.diagnostics.describe_mask(params, mask=od.bias_mask))
     path            shape   dtype    count  decayed
     --------------  ------  -------  -----  -------
     Dense_0/bias    (4,)    float32      4  no

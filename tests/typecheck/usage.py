@@ -46,7 +46,7 @@ rates = [
   od.timescale_from_rate(1e-4, dataset_size=50_000, batch_size=100),
 ]
 
-report: diagnostics.MaskDescription = diagnostics.describe_mask(params, od.bias_mask)
+report: diagnostics.MaskDescription = diagnostics.describe_mask(params, mask=od.bias_mask)
 precision = diagnostics.decay_precision_report(params, rate=1e-5)
 traj = testing.trajectory(optax.sgd(0.1), params, lambda p, step: p, steps=3)
 div: testing.Divergence = testing.compare(traj, traj, rtol=1e-6, atol=0.0)
