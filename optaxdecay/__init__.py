@@ -14,14 +14,8 @@ inspection tools in :mod:`optaxdecay.diagnostics`, and exact reproductions of
 PyTorch, Keras, TF-Addons, Composer and the AdamW paper in
 :mod:`optaxdecay.compat`.
 
-Where things live (each public name is re-exported here): ``_transforms``
-(the transforms and their leafwise engine), ``_anchor`` (decay toward a
-reference point), ``_rates`` (every rule that maps hyperparameters to a decay
-rate), ``_masks`` (mask rules), ``_selection`` (what ``mask=`` means),
-``_tree`` (naming and walking leaves), ``_hparams`` (argument checks),
-``_checked`` (run-time checks), ``_rounding`` (stochastic rounding), ``_fused``
-(``fused_adamw``); the public modules ``testing``, ``diagnostics`` and ``compat``
-(framework conventions).
+Each public name is re-exported here from one private module per idea;
+``CONTRIBUTING.md`` in the repository has the map of the modules.
 """
 
 from optaxdecay import compat, diagnostics, testing

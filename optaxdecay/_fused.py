@@ -566,26 +566,21 @@ def fused_adamw(
   moment is stored in that dtype (as MaxText's bf16 ``mu``).
 
   ``init`` returns exactly ``optax.adamw(...).init``'s state (same structure,
-  dtypes and checkpoints), and ``update`` is ``optax.adamw(...).update``
-  (bit-identical; tested). ``step(params, grads, state)`` returns the new
+  dtypes and checkpoints), and ``update`` is ``optax.adamw(...).update``, bit
+  for bit. ``step(params, grads, state)`` returns the new
   params and state in one pass: each leaf with at least ``chunk_size``
   elements is processed ``chunk_size`` elements at a time in a
   ``lax.fori_loop`` (smaller leaves go through ordinary XLA fusions), so the
   compiled step reads ``p, g, mu, nu`` and writes ``p, mu, nu`` once (7 words
   per parameter) instead of XLA:CPU's three passes (10 words).
 
-  **Bit-identity** of ``step`` with ``update`` + ``optax.apply_updates`` holds
-  for float32 and bfloat16 params (and float64 under ``jax_enable_x64``) when
-  both run inside one ``jax.jit`` on CPU with the XLA this release was tested
-  with. An eager ``optax.apply_updates`` rounds differently (XLA contracts
-  ``p + lr * u`` into a fused multiply-add inside a jitted graph); float16
-  params agree to a few units in the last place (at most 4 in the tests), not
-  bitwise (XLA:CPU computes float16 arithmetic in float32 and rounds at
-  different points in the loop); and with ``nesterov=True`` the leaves that
-  run through the loop agree to a few units in the last place (at most 4 over
-  5 steps in the tests: XLA contracts the Nesterov sum into a fused
-  multiply-add differently there). All are tested;
-  ``mu_dtype`` keeps bit-identity.
+  **Exactness.** Inside one ``jax.jit`` on CPU, ``step`` equals ``update``
+  followed by ``optax.apply_updates`` bit for bit for float32, bfloat16 and
+  float64 params, with any ``mu_dtype``. Float16 params, and with
+  ``nesterov=True`` the leaves that run through the loop, agree to a few units
+  in the last place (XLA:CPU rounds float16 arithmetic, and contracts the
+  Nesterov sum into a fused multiply-add, at other points in the loop). An
+  eager ``optax.apply_updates`` rounds differently from a jitted one.
 
   With ``l2``, the L2 penalty's gradient is first added to the gradient,
   :math:`g_t \leftarrow g_t + \mu_i\lambda^{L2}_t w_{t-1}`, so ``update`` and
@@ -605,7 +600,7 @@ def fused_adamw(
     w_t = (1-\eta_t\lambda_t)\,w_{t-1} - \frac{\eta_t}{1-\beta_1^t}\,
       \frac{m_t}{\sqrt{v_t + \epsilon_{root}(1-\beta_2^t)}\,/\sqrt{1-\beta_2^t} + \epsilon},
 
-  the same update up to float rounding (tested to ``rtol=1e-5``).
+  the same update up to float rounding.
 
   XLA:CPU runs the loop on one thread: ``step`` pays off when the process
   effectively has one core, or with one CPU device per core through
@@ -619,7 +614,7 @@ def fused_adamw(
   ``update`` is the composable path with live hyperparameters, and it has no
   ``step``. For the fused step with injected values, build the optimizer inside
   the jitted step from them: ``od.fused_adamw(**state.hyperparams).step(params,
-  grads, state.inner_state)`` (tested).
+  grads, state.inner_state)``.
 
   Args:
     learning_rate: :math:`\eta`: a float or a schedule ``count -> float``.

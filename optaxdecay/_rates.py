@@ -239,12 +239,9 @@ def rate_from_timescale(
   coefficient for a learning rate ``lr`` is ``weight_decay = r / lr``.
 
   Keeping ``tau_epochs`` fixed is a rule for growing ``dataset_size`` at a
-  fixed number of epochs. Measured (docs page *How to set the decay as lr, T
-  and N change*): there it lost least of three rules on MLPs under AdamW,
-  Adam + L2 and SGD-momentum, but on a small overfitting transformer keeping
-  ``r`` fixed did better. It says nothing about the learning rate, and
-  reading it as ``r ∝ 1/T`` when training longer on the same data lost most
-  in six setups of eight; model size was not measured.
+  fixed number of epochs; it says nothing about the learning rate. How it
+  fared against other rules, where measured, is on the docs page *How to set
+  the decay as lr, T and N change*.
 
   Args:
     tau_epochs: :math:`\tau_{epoch} > 0`: a float or a schedule.

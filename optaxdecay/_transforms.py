@@ -137,6 +137,11 @@ def add_l2_to_grad(
   differ. For an L2 coefficient written :math:`\lambda/n` (a loss averaged over
   ``n`` examples), pass ``l2=lam / n``.
 
+  See also ``optax.add_decayed_weights``, which computes the same
+  :math:`g + \lambda w` (Optax names it a decay, by its use inside
+  ``optax.adamw``); this transform adds per-leaf multipliers, decay toward an
+  ``anchor``, and the checks of its arguments.
+
   Args:
     l2: the coefficient :math:`\lambda \ge 0`: a float, or a schedule
       ``step -> float`` evaluated on this transform's own count (0 on the
@@ -227,36 +232,25 @@ def decoupled_weight_decay(
   ``rate=od.l2_to_decay_rate(wd, lr)`` (a schedule if ``lr`` is one).
 
   **Cautious weight decay** (``cautious=True``; Chen et al., 2025) decays a
-  coordinate only where the optimizer is already moving it towards zero. The
-  paper writes the step with the *descent direction* :math:`d_t` (the vector
-  that is subtracted, e.g. :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)` for Adam):
-
-  .. math::
-
-    w_{t+1} = w_t - \eta_t\bigl(d_t + \lambda\,\mathbb{1}(d_t \odot w_t \ge 0)
-    \odot w_t\bigr).
-
-  In Optax's convention the incoming update is already the signed step that
-  is *added* to the params, :math:`u_t = -\eta_t d_t` (with
-  :math:`\eta_t > 0`), so :math:`d_t \odot w_t \ge 0` becomes
-  :math:`u_t \odot w_t \le 0` and this transform computes
+  coordinate only where the update does not move it away from zero:
 
   .. math::
 
     u_t \leftarrow u_t - r_t\,\mathbb{1}(u_t \odot w_t \le 0) \odot w_t ,
-    \qquad r_t = \eta_t\lambda .
 
-  The gate is evaluated on the signs (``sign(u) * sign(w) <= 0``), so an
-  update that is exactly zero, or a product that would underflow, still
-  counts as "same sign" and is decayed, as the paper's :math:`\ge 0` says.
-  On complex leaves the coordinate-wise product is the real inner product
-  :math:`\operatorname{Re}(u_t \bar w_t) \le 0` (the update does not move the
-  entry away from zero), evaluated on unit phases so that it cannot underflow.
-  The gate is only right if the incoming update has its final sign: put the
-  transform after the optimizer's sign flip (``optax.adam``, ``optax.sgd``, or
-  ``scale_by_learning_rate``), never between ``scale_by_adam`` and
-  ``scale_by_learning_rate``, where it would decay exactly the wrong
-  coordinates.
+  the paper's gate :math:`d_t \odot w_t \ge 0` on the descent direction, with
+  Optax's signed update :math:`u_t = -\eta_t d_t` (on complex leaves,
+  :math:`\operatorname{Re}(u_t \bar w_t) \le 0`). The incoming update must have
+  its final sign: put the transform after ``optax.adam``/``optax.sgd``, never
+  between ``scale_by_adam`` and ``scale_by_learning_rate``. The derivation is
+  in the docs' *Decay variants* page.
+
+  See also ``optax.add_decayed_weights``, the primitive this generalizes: it
+  adds :math:`+\lambda w` to the update and is placed *before*
+  ``scale_by_learning_rate`` (so its decay is multiplied by the learning rate,
+  as ``optax.adamw``'s); this transform sits after the optimizer, takes the
+  per-step rate itself, and adds per-leaf multipliers, cautious gating, decay
+  toward an ``anchor``, and the checks of its arguments.
 
   Args:
     rate: :math:`0 \le r_t < 1`: a float, or a schedule ``step -> float``

@@ -1,6 +1,7 @@
 """Conformance: every selection entry point x zoo tree x Optax wrapper, against an oracle.
 
-The oracle is the zoo's annotation (``tests/zoo.py``: the leaves a reader of the docs expects the
+The entry points are the rows of ``tests/helpers.py``; the trees are the zoo's. The oracle is the
+zoo's annotation (``tests/zoo.py``: the leaves a reader of the docs expects the
 framework's documented ``mask=`` to decay), written as the update each entry point must give on
 a **zero** incoming gradient — ``-rate·w`` on the decayed leaves and nothing elsewhere for
 decoupled decay, ``+l2·w`` for L2, ``-lr·wd·w`` for the AdamW-like optimizers — and, where Optax
@@ -16,7 +17,7 @@ Cost: the eager wrappers share nothing but are tiny; the compiled ones (``jit``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,68 +25,21 @@ import numpy as np
 import optax
 import pytest
 import zoo
+from helpers import LR, OPTIMIZERS, RATE, ROWS, WD, ZEROS, Row
 from jax.experimental import checkify
 
 import optaxdecay as od
 from optaxdecay import compat
 
-RATE, L2, LR, WD = 0.125, 0.25, 0.5, 0.25
-EPS = 1e-3  # Adam's epsilon, representable in float16 (1e-8 underflows: 0/0 on a zero gradient)
+
+def _expected(entry: Row, w: Any, s: Any) -> Any:
+  """The zero-gradient update of a decayed leaf ``w`` with the coefficient scaled by ``s``."""
+  return entry.zero_grad(w, entry.kwargs[entry.arg] * s)
 
 
-class Entry(NamedTuple):
-  """A selection entry point: ``factory(**kwargs, mask=mask)``, and its zero-gradient update.
-
-  ``expected(w, s)`` is the update of a decayed leaf ``w`` with the hyperparameter ``scaled``
-  multiplied by ``s`` (the ``vmap`` wrapper maps over it).
-  """
-
-  factory: Callable[..., Any]
-  kwargs: dict[str, Any]
-  scaled: str
-  expected: Callable[[Any, Any], Any]
-  static: tuple[str, ...] = ("mask",)
-
-
-def _decay(w, s):
-  return -RATE * s * w
-
-
-ENTRIES: dict[str, Entry] = {
-  "decoupled": Entry(od.decoupled_weight_decay, {"rate": RATE}, "rate", _decay),
-  # A zero update moves no coordinate away from zero: cautious decay decays every one.
-  "cautious": Entry(od.decoupled_weight_decay, {"rate": RATE, "cautious": True}, "rate", _decay),
-  "anchor": Entry(
-    od.decoupled_weight_decay, {"rate": RATE, "anchor": "zeros"}, "rate", _decay, ("mask", "anchor")
-  ),
-  "l2": Entry(od.add_l2_to_grad, {"l2": L2}, "l2", lambda w, s: L2 * s * w),
-  "proximal": Entry(
-    od.proximal_weight_decay, {"rate": RATE}, "rate", lambda w, s: -RATE * s * w / (1 + RATE * s)
-  ),
-  # Adam of a zero gradient is zero: what is left is optax.adamw's decay, -lr * wd * w.
-  "fused_adamw": Entry(
-    od.fused_adamw, {"learning_rate": LR, "weight_decay": WD, "eps": EPS}, "weight_decay",
-    lambda w, s: -LR * WD * s * w,
-  ),
-  "torch_adamw": Entry(
-    compat.torch_adamw, {"lr": LR, "weight_decay": WD, "eps": EPS}, "weight_decay",
-    lambda w, s: -LR * WD * s * w,
-  ),
-  "keras_adamw": Entry(
-    compat.keras_adamw, {"learning_rate": LR, "weight_decay": WD, "epsilon": EPS}, "weight_decay",
-    lambda w, s: -LR * WD * s * w,
-  ),
-  # Coupled L2 through plain SGD: the same -lr * wd * w (the SGD equivalence).
-  "torch_sgd": Entry(
-    compat.torch_sgd, {"lr": LR, "weight_decay": WD}, "weight_decay",
-    lambda w, s: -LR * WD * s * w,
-  ),
-}  # fmt: skip
-
-
-def _tx(entry: Entry, params: Any, mask: Any, **overrides: Any) -> Any:
+def _tx(entry: Row, params: Any, mask: Any, **overrides: Any) -> Any:
   kwargs = {**entry.kwargs, **overrides}
-  if kwargs.get("anchor") == "zeros":
+  if kwargs.get("anchor") == ZEROS:
     kwargs["anchor"] = jax.tree.map(jnp.zeros_like, params)
   return entry.factory(**kwargs, mask=mask)
 
@@ -124,7 +78,7 @@ def _per_leaf(spec: zoo.Specimen, fn: Callable[[str, Any], Any]) -> Any:
 # subtree (if any) it freezes.
 
 
-def _run_all(make: Callable[[Entry], Any], entries, params, *, jit: bool = True) -> dict:
+def _run_all(make: Callable[[Row], Any], entries, params, *, jit: bool = True) -> dict:
   """``{name: updates}`` of ``make(entry)`` on the zero gradient, for every entry: inside one
   ``jax.jit`` (one compile per tree and wrapper), or eagerly."""
   txs = [(n, make(e)) for n, e in entries]
@@ -216,7 +170,7 @@ def _multisteps(spec, entries, mask, params):
 def _inject(spec, entries, mask, params):
   def make(e):
     kwargs = {**e.kwargs}
-    if kwargs.get("anchor") == "zeros":
+    if kwargs.get("anchor") == ZEROS:
       kwargs["anchor"] = _zeros(params)
     # inject_hyperparams takes the hyperparameters' dtype from the params (complex64 for the
     # dtype zoo, which optaxdecay refuses: tests/test_checked.py); a real dtype is the fix.
@@ -273,38 +227,49 @@ def _assert_update(spec, name, u, params, frozen, scale=1.0, expected_of=None):
     )
 
 
+@pytest.mark.parametrize("family", list(zoo.NAMES))
+def test_the_zoo_ids_are_the_specimens_each_family_builds(family):
+  """The test ids are written out (so that they do not depend on what is installed): a typo there
+  would show as a misleading 'framework not installed' skip, so they must be the built names."""
+  built = zoo.family_specimens(family)
+  if not built:
+    pytest.skip(f"zoo family {family!r}: its framework is not installed")
+  assert tuple(s.name for s in built) == zoo.NAMES[family]
+
+
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
 @pytest.mark.parametrize("tree", zoo.names())
 def test_every_entry_point_selects_the_annotated_leaves(tree, wrapper):
   spec = zoo.get(tree)
   params = spec.params
-  entries = list(ENTRIES.items())
+  entries = list(ROWS.items())
   if wrapper == "checked" or tree == "plain-mixed":
     # Python-float and complex leaves: the AdamW-like optimizers are tested on them below; here
     # the Adam state of a Python float is no concern of the selection.
     entries = [(n, e) for n, e in entries if tree != "plain-mixed" or n not in _ADAM_LIKE]
   outs, frozen = WRAPPERS[wrapper](spec, entries, spec.mask_arg, params)
   for name, u in outs.items():
-    _assert_update(spec, f"{name} in {wrapper}", u, params, frozen, 1.0, ENTRIES[name].expected)
+    expected = lambda w, s, e=ROWS[name]: _expected(e, w, s)
+    _assert_update(spec, f"{name} in {wrapper}", u, params, frozen, 1.0, expected)
 
 
-_ADAM_LIKE = ("fused_adamw", "torch_adamw", "keras_adamw")
+_ADAM_LIKE = tuple(n for n in OPTIMIZERS if n != "torch_sgd")
 
 
 @pytest.mark.parametrize("tree", zoo.names())
 def test_a_vmapped_hyperparameter_scales_the_selected_decay(tree):
   spec = zoo.get(tree)
   params, mask = spec.params, spec.mask_arg
-  entries = [(n, e) for n, e in ENTRIES.items() if n not in _ADAM_LIKE or tree != "plain-mixed"]
+  entries = [(n, e) for n, e in ROWS.items() if n not in _ADAM_LIKE or tree != "plain-mixed"]
 
   @jax.jit
   def run(scales):
     out = {}
     for n, e in entries:
-      base = e.kwargs[e.scaled]
+      base = e.kwargs[e.arg]
 
       def one(s, e=e, base=base):
-        tx = _tx(e, params, mask, **{e.scaled: base * s})
+        tx = _tx(e, params, mask, **{e.arg: base * s})
         return tx.update(_zeros(params), tx.init(params), params)[0]
 
       out[n] = jax.vmap(one)(scales)
@@ -314,7 +279,8 @@ def test_a_vmapped_hyperparameter_scales_the_selected_decay(tree):
   for name, stacked in run(scales).items():
     for i, s in enumerate((1.0, 3.0)):
       u = jax.tree.map(lambda x, i=i: x[i], stacked)
-      _assert_update(spec, f"{name} at x{s}", u, params, None, s, ENTRIES[name].expected)
+      expected = lambda w, s, e=ROWS[name]: _expected(e, w, s)
+      _assert_update(spec, f"{name} at x{s}", u, params, None, s, expected)
 
 
 # ----------------------------------------------------------------------------------------------

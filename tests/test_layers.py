@@ -101,3 +101,26 @@ def test_the_package_imports_only_its_dependencies_and_itself():
     roots = {m.split(".")[0] for m in _imports(path, name, modules)}
     foreign = roots - ALLOWED - {"optaxdecay", "__future__"} - set(sys.stdlib_module_names)
     assert not foreign, f"{name} imports {sorted(foreign)}"
+
+
+def _layout_map() -> list[str]:
+  """The modules of CONTRIBUTING.md's "Where things go" table, in its order (bottom first)."""
+  text = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
+  section = text.split("## Where things go", 1)[1].split("\n## ", 1)[0]
+  paths = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `optaxdecay/")]
+  return [_module_name(PACKAGE.parent / p) for p in paths]
+
+
+def test_the_layout_map_lists_every_module_each_below_the_modules_that_import_it():
+  """CONTRIBUTING.md's table is the one map of the layout: exactly the package's modules, and a
+  module imports only modules listed above it (the table is the layering, checked)."""
+  order = _layout_map()
+  graph = _graph()
+  assert sorted(order) == sorted(graph), (
+    f"missing from the map: {sorted(set(graph) - set(order))}; "
+    f"in the map but not in the package: {sorted(set(order) - set(graph))}"
+  )
+  rank = {name: i for i, name in enumerate(order)}
+  for name, imported in graph.items():
+    above = sorted(m for m in imported if rank[m] >= rank[name])
+    assert not above, f"{name} imports {above}, listed at or below it in CONTRIBUTING.md"

@@ -1,7 +1,8 @@
 """What ``mask=`` means (``optaxdecay._selection``), tried as Optax's own tests try ``masked``.
 
-Every test runs on the three leafwise transforms. Several are ports of the cases in Optax's
-``transforms/_masking_test.py`` and ``_adding_test.py`` that apply to a decay transform.
+Every test runs on every leafwise row of ``tests/helpers.py``, against the row's leaf rule.
+Several are ports of the cases in Optax's ``transforms/_masking_test.py`` and
+``_adding_test.py`` that apply to a decay transform.
 """
 
 from __future__ import annotations
@@ -15,24 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import LEAFWISE, ROWS
 
 import optaxdecay as od
 
-# (factory, the update it computes for incoming update u, weight w and coefficient c)
-TRANSFORMS = {
-  "add_l2_to_grad": (od.add_l2_to_grad, lambda u, w, c: u + c * w),
-  "decoupled_weight_decay": (od.decoupled_weight_decay, lambda u, w, c: u - c * w),
-  "cautious": (
-    lambda c, **kw: od.decoupled_weight_decay(c, cautious=True, **kw),
-    lambda u, w, c: u - c * jnp.where(jnp.sign(u) * jnp.sign(w) <= 0, w, 0.0),
-  ),
-  "proximal_weight_decay": (od.proximal_weight_decay, lambda u, w, c: (u - c * w) / (1 + c)),
-}
 
-
-@pytest.fixture(params=list(TRANSFORMS))
+@pytest.fixture(params=LEAFWISE)
 def tx_case(request):
-  return request.param, *TRANSFORMS[request.param]
+  """``(name in errors, make(c, **kwargs), rule(u, w, c))`` of one leafwise row."""
+  row = ROWS[request.param]
+  return row.fn, row.make, row.rule
 
 
 def _params():
@@ -102,8 +95,12 @@ def test_tree_mismatch_fails_port(tx_case, extra_key_in_mask, use_fn):
   else:
     params["c"]["extra"] = jnp.float32(7.0)
   tx = make(0.1, mask=(lambda _: mask) if use_fn else mask)
-  fn = name if name != "cautious" else "decoupled_weight_decay"
-  with pytest.raises(ValueError, match=f"{fn}: `mask` does not match the params.*extra"):
+  where = (
+    "the mask path 'c/extra' names no parameter"
+    if extra_key_in_mask
+    else ("the parameter 'c/extra' has no entry in the mask")
+  )
+  with pytest.raises(ValueError, match=f"{name}: `mask` does not match the params: {where}"):
     tx.init(params)
 
 
@@ -153,9 +150,9 @@ def test_none_updates_port(tx_case):
 
 
 def test_update_requires_params_port(tx_case):
-  _, make, _ = tx_case
+  name, make, _ = tx_case
   tx = make(0.1)
-  with pytest.raises(ValueError, match="`update` needs `params`"):
+  with pytest.raises(ValueError, match=f"{name}: `update` needs `params`"):
     tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}))
 
 

@@ -364,16 +364,23 @@ def family_specimens(family: str) -> list[Specimen]:
   return _CACHE[family]
 
 
-def names() -> list[str]:
-  """The ids of every zoo tree, installed or not (so that test ids do not depend on it)."""
-  return [
+#: The ids of every zoo tree per family, installed or not (so that test ids do not depend on it).
+NAMES: dict[str, tuple[str, ...]] = {
+  "linen": (
     "linen", "linen-frozendict", "linen-scan", "linen-remat", "linen-batchnorm",
     "linen-partitioned", "linen-logical",
-    "nnx-state", "nnx-module", "nnx-levanter", "nnx-vmap-stack", "nnx-stacked-norms",
-    "eqx-filter", "eqx-static", "eqx-levanter", "eqx-vmap-stack",
-    "haiku", "haiku-layer-stack",
-    "plain-mixed", "plain-dtypes", "torch-state-dict",
-  ]  # fmt: skip
+  ),
+  "nnx": ("nnx-state", "nnx-module", "nnx-levanter", "nnx-vmap-stack", "nnx-stacked-norms"),
+  "equinox": ("eqx-filter", "eqx-static", "eqx-levanter", "eqx-vmap-stack"),
+  "haiku": ("haiku", "haiku-layer-stack"),
+  "plain": ("plain-mixed", "plain-dtypes", "torch-state-dict"),
+}  # fmt: skip
+
+
+def names() -> list[str]:
+  """The ids of every zoo tree, installed or not (``tests/test_conformance.py`` checks that they
+  are exactly the specimens each installed family builds)."""
+  return [name for family in _FAMILIES for name in NAMES[family]]
 
 
 def get(name: str) -> Specimen:

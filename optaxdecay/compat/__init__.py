@@ -9,10 +9,10 @@ after the bias correction (PyTorch) or before it ("epsilon hat", Keras). Each
 factory here returns an :class:`optax.GradientTransformation` that reproduces
 one step of the named optimizer up to float rounding, built from
 :func:`~optaxdecay.add_l2_to_grad`, :func:`~optaxdecay.decoupled_weight_decay`
-and Optax pieces; the conventions Optax has no transform for have their own in ``_scale``
-(:func:`scale_by_torch_momentum`: PyTorch's dampening with its undampened first
-step; :func:`scale_by_keras_adam`: epsilon hat; :func:`scale_by_keras_adamax`; PyTorch's
-AMSGrad, Adagrad, NAdam, RAdam, Adafactor and Muon).
+and Optax pieces; the conventions Optax has no transform for have their own
+``scale_by_torch_*`` / ``scale_by_keras_*`` (:func:`scale_by_torch_momentum`: PyTorch's
+dampening with its undampened first step; :func:`scale_by_keras_adam`: epsilon hat;
+:func:`scale_by_keras_adamax`; PyTorch's AMSGrad, Adagrad, NAdam, RAdam, Adafactor and Muon).
 
 Notation: :math:`\eta_t` is the learning rate at step ``t`` (0-based: the
 value a schedule returns for the ``t``-th update, like a PyTorch ``LambdaLR``
@@ -27,13 +27,8 @@ Every factory takes ``mask=``: which leaves get the L2 term or the decay
 arguments of the target factory that give the same trajectory, and say in
 their docstrings when that is exact; where no conversion is exact they raise.
 
-Layout (one module per framework; names are re-exported here): ``_torch`` (PyTorch),
-``_keras`` (Keras 3), ``_tfa`` (TensorFlow Addons), ``_composer`` (MosaicML Composer),
-``_paper`` (Loshchilov & Hutter; Chen et al.'s Lion), ``_bitsandbytes`` (its pre-fix Lion),
-``_moonlight`` (Muon on matrices + AdamW, one decay),
-``_convert`` (converters between them), ``_scale`` (the
-transforms Optax does not have) and ``_common`` (the argument rules they share). A new
-framework convention gets a module of its own here.
+One module per framework, re-exported here; ``CONTRIBUTING.md`` in the repository has the
+map of the modules.
 """
 
 from optaxdecay import _deprecation
