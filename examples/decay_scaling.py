@@ -21,7 +21,7 @@ by a parabola in ``log r``), then the test metric on 10 fresh seeds at it, and �
 off the base — at what each rule predicts from the base point's best ``r`` instead, paired by
 seed: the accuracy (or loss) lost by following the rule instead of re-tuning.
 
-Optimizers (``optaxdecay.study``, cosine schedule, the decay masked to the kernels):
+Optimizers (``study.py``, cosine schedule, the decay masked to the kernels):
 
 - ``AdamW``: ``chain(adam(lr·η_t), decoupled_weight_decay(r·η_t))``. ``optax.adamw(lr·η_t,
   weight_decay=r/lr)`` is the same run (``tests/test_study.py`` checks it), so its numbers are
@@ -35,8 +35,8 @@ Data: MNIST-1D (``mnist1d``'s generator) and byte windows of the running interpr
 library ``.py`` files (``study.load_stdlib_text``: split by file; the file list's size and
 checksum are printed and saved). Nothing is downloaded.
 
-Run ``python examples/decay_scaling.py --out results/decay_scaling`` (about 22 minutes on 2 CPU
-cores) or ``--smoke`` (seconds; its numbers mean nothing). Needs the ``examples`` extra.
+Run ``python examples/decay_scaling.py`` (results in ``out/decay_scaling``; about 22 minutes on
+2 CPU cores) or ``--smoke`` (seconds; its numbers mean nothing). Needs the ``examples`` extra.
 """
 
 from __future__ import annotations
@@ -467,7 +467,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
-  p.add_argument("--out", type=Path, default=None, help="write results.json and figures here")
+  p.add_argument(
+    "--out", type=Path, default=study.OUT / "decay_scaling", help="results.json and figures"
+  )
   p.add_argument("--only", default=None, help="comma-separated setup keys (default: all)")
   p.add_argument("--grid", type=int, default=None, help="r values per grid (default 6)")
   p.add_argument("--grid-seeds", type=int, default=None, help="seeds per grid point (default 3)")

@@ -5,7 +5,7 @@ Adam, L2 is divided by :math:`\\sqrt{\\hat v}+\\epsilon`, so weights with a larg
 are regularized *less*. This script measures whether that changes test accuracy, on data where
 regularization matters, the way a sceptical reviewer asks for:
 
-1. **Grid.** For each optimizer of :data:`optaxdecay.study.NAMES` (SGDm + L2, SGDW, Adam + L2,
+1. **Grid.** For each optimizer of ``study.NAMES`` (SGDm + L2, SGDW, Adam + L2,
    AdamW), an (lr × λ) grid including λ = 0, over a few seeds, all of it in **one jitted, vmapped
    loop per optimizer** (cosine learning rate, biases masked).
 2. **Selection.** Each optimizer's (lr, λ) is the best on the *validation* split (mean over the

@@ -8,8 +8,9 @@ seeds; only how the decay is applied differs:
 * ``adamw``           ``decoupled_weight_decay(lr_t * lam)`` after Adam (= ``optax.adamw``).
 * ``adamw-cautious``  the same, ``cautious=True`` (Chen et al., 2025).
 * ``adamw-proximal``  ``proximal_weight_decay(lr_t * lam)`` (Zhuang et al., 2022).
-* ``adamc``           ``decoupled_weight_decay(corrected_decay_rate(lam, lr, lr_max))``
-  (Defazio et al., 2025; meant for normalized layers -- this MLP has none).
+* ``adamc``           ``decoupled_weight_decay(corrected_decay_rate(lam, lr,
+  max_learning_rate=lr_max))`` (Defazio et al., 2025; meant for normalized layers -- this MLP
+  has none).
 
 For the decoupled variants ``lam`` is set from a decay timescale in epochs (Wang & Aitchison,
 2024): ``rate = od.rate_from_timescale(tau, dataset_size=N, batch_size=B)`` at the peak learning
@@ -106,7 +107,10 @@ def make_optimizer(variant: str, lam, lr, lr_max: float) -> optax.GradientTransf
     return optax.chain(adam, od.proximal_weight_decay(rate, mask=mask))
   if variant == "adamc":
     return optax.chain(
-      adam, od.decoupled_weight_decay(od.corrected_decay_rate(lam, lr, lr_max), mask=mask)
+      adam,
+      od.decoupled_weight_decay(
+        od.corrected_decay_rate(lam, lr, max_learning_rate=lr_max), mask=mask
+      ),
     )
   raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 

@@ -22,7 +22,7 @@ from optaxdecay import compat, diagnostics, testing
 from optaxdecay._anchor import AnchorState
 from optaxdecay._checked import checked
 from optaxdecay._fused import FusedAdamW, fused_adamw
-from optaxdecay._hparams import ScheduleState
+from optaxdecay._hparams import PerStepRateWarning, ScheduleState
 from optaxdecay._masks import BIAS_NAMES, bias_mask, decay_mask, decay_multipliers, leaf_name
 from optaxdecay._rates import (
   corrected_decay_rate,
@@ -41,6 +41,7 @@ __all__ = [
   "BIAS_NAMES",
   "AnchorState",
   "FusedAdamW",
+  "PerStepRateWarning",
   "ScheduleState",
   "add_l2_to_grad",
   "apply_updates_stochastic",

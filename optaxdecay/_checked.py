@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import optax
 from jax.experimental import checkify
 
+from optaxdecay import _hparams
+
 _STATE = threading.local()
 
 
@@ -96,17 +98,21 @@ def checked(tx: Any) -> Any:
   """
 
   if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+    hint = ""
+    if isinstance(tx, tuple) and len(tx) == 2 and all(map(callable, tx)):
+      hint = ": wrap the pair as optax.GradientTransformation(init, update)"
     raise TypeError(
-      f"checked: `tx` must be an optax.GradientTransformation (an (init, update) pair), "
-      f"got {type(tx).__name__}: {tx!r:.80}."
+      "checked: `tx` must be an optax.GradientTransformation (a named tuple with `init` and "
+      f"`update`), got {_hparams.describe(tx)}{hint}."
     )
   plain = (optax.GradientTransformation, optax.GradientTransformationExtraArgs)
   if type(tx) in plain or not hasattr(tx, "_replace"):
     update = _with_checks(optax.with_extra_args_support(tx).update)
     return optax.GradientTransformationExtraArgs(tx.init, update)
-  # Any other named tuple of functions (fused_adamw's, with its `step`): the same type, every
-  # function but `init` traced with the checks on.
-  return tx._replace(**{f: _with_checks(getattr(tx, f)) for f in tx._fields if f != "init"})
+  # Any other named tuple (fused_adamw's, with its `step`): the same type, every function in it
+  # but `init` traced with the checks on, its other fields as they are.
+  fields = [f for f in tx._fields if f != "init" and callable(getattr(tx, f))]
+  return tx._replace(**{f: _with_checks(getattr(tx, f)) for f in fields})
 
 
 def _with_checks(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -35,6 +35,13 @@ def renamed(module: str, aliases: dict[str, tuple[str, Any]]) -> Callable[[str],
   return getattr_
 
 
+def _spelled(value: Any) -> str:
+  """``value`` as it would be written in a call, if it is a number or a short string; ``...``."""
+  if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) < 30):
+    return repr(value)
+  return "..."
+
+
 def keyword_only(*names: str) -> Callable[[F], F]:
   """Makes ``names`` keyword-only, still accepting them positionally (in their old order) with a
   ``DeprecationWarning`` that shows the keyword spelling.
@@ -59,7 +66,7 @@ def keyword_only(*names: str) -> Callable[[F], F]:
         clash = sorted(set(moved) & set(kwargs))
         if clash:
           raise TypeError(f"{fn.__name__}() got multiple values for argument {clash[0]!r}.")
-        spelled = ", ".join(f"{k}={v!r}" for k, v in moved.items())
+        spelled = ", ".join(f"{k}={_spelled(v)}" for k, v in moved.items())
         warnings.warn(
           f"{fn.__name__}: passing {', '.join(f'`{k}`' for k in moved)} positionally is "
           f"deprecated and will stop working in {REMOVED_IN}: write {fn.__name__}(..., "

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import PartitionSpec
 
@@ -232,6 +233,23 @@ def _is_state(x: Any) -> bool:
   return isinstance(x, tuple) and len(x) == 3 and isinstance(x[0], optax.ScaleByAdamState)
 
 
+def _check_moments(state: Any, params: Any, *, where: str) -> None:
+  """The state's moments have the params' leaves (paths and shapes): it was made for them."""
+  shapes = lambda tree: [
+    (leaf.path, np.shape(leaf.value)) for leaf in _tree.flatten_leaves(tree)[0] if not leaf.absent
+  ]
+  moments, weights = shapes(state[0].mu), shapes(params)
+  if moments != weights:
+    first = next(
+      (f"{m} vs {w}" for m, w in zip(moments, weights, strict=False) if m != w),
+      f"{len(moments)} vs {len(weights)} leaves",
+    )
+    raise ValueError(
+      f"{where}: `state` was made for other params: its moments and the params differ "
+      f"(path, shape): {first}. Make it with this optimizer's `init(params)`."
+    )
+
+
 def _check_state(state: Any, *, where: str, misplaced: Any) -> None:
   """``state`` is ``optax.adamw``'s (what ``init`` made); else a ``TypeError`` that says what it
   is, and whether the arguments look swapped (``misplaced``: the argument a state in the other
@@ -239,11 +257,10 @@ def _check_state(state: Any, *, where: str, misplaced: Any) -> None:
   if _is_state(state):
     return
   if isinstance(state, tuple):
-    got = (
-      f"a {type(state).__name__} of {len(state)}: ({', '.join(type(x).__name__ for x in state)})"
-    )
+    parts = ", ".join(type(x).__name__ for x in state)
+    got = f"{_hparams.describe(state)}: ({parts})"
   else:
-    got = f"a {type(state).__name__}"
+    got = _hparams.describe(state)
   hint = "make it with this optimizer's `init(params)`"
   if _is_state(getattr(state, "inner_state", None)):
     hint = "pass the optax.inject_hyperparams state's `inner_state`"
@@ -424,10 +441,11 @@ def _step(
   cfg: _Config, params: optax.Params, grads: optax.Updates, state: optax.OptState
 ) -> tuple[optax.Params, optax.OptState]:
   _check_state(state, where=f"{_NAME}(...).step", misplaced=grads)
+  _check_moments(state, params, where=f"{_NAME}(...).step")
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
-  g_leaves, p_leaves, _ = _tree.align(grads, params, fn=_NAME)
+  g_leaves, p_leaves, _ = _tree.align(grads, params, fn=f"{_NAME}(...).step", arg="grads")
   # The moments have the params' layout (None where a parameter is None, as optax.adamw's).
   layout = _tree.Structure(params)
   m_leaves = layout.flatten_up_to(adam_state.mu)
@@ -458,10 +476,11 @@ def _update(
       "`update(grads, state, params)`."
     )
   _check_state(state, where=f"{_NAME}(...).update", misplaced=params)
+  _check_moments(state, params, where=f"{_NAME}(...).update")
   adam_state, decay_state, lr_state = _split_state(state)
   s = _scalars(cfg, state)
   mults = cfg.selection.resolve(params)
-  g_leaves, p_leaves, treedef = _tree.align(grads, params, fn=_NAME)
+  g_leaves, p_leaves, treedef = _tree.align(grads, params, fn=f"{_NAME}(...).update", arg="grads")
   g_leaves = [
     _penalized(cfg, s, g, p, m) for g, p, m in zip(g_leaves, p_leaves, mults, strict=True)
   ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -31,6 +33,24 @@ class ScheduleState(NamedTuple):
   """
 
   count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in Optax
+
+
+def describe(value: Any) -> str:
+  """A short description of ``value`` for an error message: a number or a short string as it is
+  written, anything else by its type (and an array by its shape and dtype), never a whole tree."""
+  if isinstance(value, (bool, int, float, complex, np.number)) or value is None:
+    return repr(value)
+  if isinstance(value, str):
+    return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+  if isinstance(value, (np.ndarray, jax.Array)):
+    return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+  if callable(value) and hasattr(value, "__name__"):
+    return f"the function {value.__name__}"
+  name = type(value).__name__
+  article = "an" if name[:1].lower() in "aeiou" else "a"
+  if isinstance(value, (tuple, list, dict)):
+    return f"{article} {name} of {len(value)} items"
+  return f"{article} {name}"
 
 
 def _bound(low: float, inclusive: bool) -> str:
@@ -99,7 +119,7 @@ def check_number(
   if isinstance(value, (bool, np.bool_)) or not isinstance(
     value, (numbers.Real, np.ndarray, jax.Array)
   ):
-    raise TypeError(f"{fn}: `{arg}` must be {kind}, got {value!r}.")
+    raise TypeError(f"{fn}: `{arg}` must be {kind}, got {describe(value)}.")
   if isinstance(value, (np.ndarray, jax.Array)):
     if value.shape != ():
       raise TypeError(f"{fn}: `{arg}` must be a scalar float, got shape {value.shape}.")
@@ -127,7 +147,7 @@ def check_concrete(value: Any, *, fn: str, arg: str, **bounds: Any) -> float:
 def check_count(value: Any, *, fn: str, arg: str) -> int:
   """A positive integer (a Python or NumPy int, not a bool)."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
+    raise TypeError(f"{fn}: `{arg}` must be a positive int, got {describe(value)}.")
   if value <= 0:
     raise ValueError(f"{fn}: `{arg}` must be a positive int, got {value!r}.")
   return int(value)
@@ -135,10 +155,83 @@ def check_count(value: Any, *, fn: str, arg: str) -> int:
 
 #: Why a decay *rate* must stay below 1; the hint of :func:`check_rate`.
 RATE_HINT = (
-  ": it is the fraction of each weight removed per step, so a value >= 1 "
-  "zeroes or flips the weights. Did you pass an L2 coefficient or a "
-  "learning-rate-free decay? See `optaxdecay.l2_to_decay_rate`"
+  ": it is the fraction of each weight removed per step, so a value >= 1 zeroes or flips the "
+  "weights. For a PyTorch or Optax `weight_decay` (multiplied by the learning rate), write "
+  "`decoupled_weight_decay(weight_decay=..., learning_rate=...)`; for an L2 coefficient, "
+  "`rate=optaxdecay.l2_to_decay_rate(l2, learning_rate)`"
 )
+
+#: A per-step rate at or above this removes 1% of each weight per step (a timescale under 100
+#: steps): more likely a framework's ``weight_decay`` than a rate (:func:`warn_per_step_rate`).
+IMPLAUSIBLE_RATE = 1e-2
+
+
+class PerStepRateWarning(UserWarning):
+  """A per-step decay rate large enough to be a framework's ``weight_decay`` pasted as a rate.
+
+  Raised (as a warning) by the functions that take a per-step ``rate``, when the rate times a
+  leaf's multiplier is at least 1e-2 (under 100 steps of timescale). If that is the rate you
+  mean, silence it with ``warnings.filterwarnings('ignore', category=od.PerStepRateWarning)``.
+  """
+
+
+#: The steps a schedule is sampled at to find its peak for :func:`warn_per_step_rate`.
+PEAK_STEPS = np.asarray([0] + [2**k for k in range(21)], np.int32)
+
+
+def peak(value: Any) -> float | None:
+  """A concrete constant, or the largest value of a schedule at :data:`PEAK_STEPS` (``None``:
+  traced, or a schedule that cannot be evaluated on an array of steps)."""
+  if isinstance(value, jax.core.Tracer):
+    return None
+  if callable(value):
+    try:
+      values = np.asarray(value(jnp.asarray(PEAK_STEPS)), np.float64)
+    except Exception:  # a schedule written for one scalar step: its step-0 check stands
+      return None
+    return float(values.max()) if values.shape == PEAK_STEPS.shape else None
+  return float(np.asarray(value))
+
+
+def _user_stacklevel() -> int:
+  """The ``stacklevel`` of the first frame outside optaxdecay and the libraries that call it
+  (``optax.chain``'s ``init``, ``jax.jit``), for a warning raised in the caller of this."""
+  frame: Any = sys._getframe(2)
+  level = 2
+  while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _LIBRARIES:
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+_LIBRARIES = frozenset({"optaxdecay", "optax", "jax", "flax", "equinox"})
+
+
+def warn_per_step_rate(
+  value: Any, *, fn: str, arg: str, multiplier: float = 1.0, where: str = ""
+) -> None:
+  """Warns (:class:`PerStepRateWarning`) if ``value * multiplier`` is an implausible per-step
+  rate: at least :data:`IMPLAUSIBLE_RATE`, most likely a ``weight_decay`` pasted as a rate.
+
+  ``value`` is a checked rate (a float, a schedule: its :func:`peak`, or traced: no warning);
+  ``where`` names the leaf whose multiplier is used.
+  """
+  x = peak(value)
+  if x is None or x * multiplier < IMPLAUSIBLE_RATE:
+    return
+  r = x * multiplier
+  scaled = f" times the `mask` multiplier {multiplier:g}{where}" if multiplier != 1 else ""
+  wd = "wd" if callable(value) else f"{x:g}"
+  schedule = " (the schedule's peak)" if callable(value) else ""
+  warnings.warn(
+    f"{fn}: `{arg}`={x:g}{schedule}{scaled} removes {100 * r:.3g}% of each weight per step, a "
+    f"timescale of {1 / r:.3g} steps. `{arg}` is the fraction removed per step, not a PyTorch "
+    f"or Optax `weight_decay`: for AdamW's `weight_decay={wd}` with learning rate (schedule) "
+    f"`lr`, write `optaxdecay.decoupled_weight_decay(weight_decay={wd}, learning_rate=lr)` (a "
+    f"per-step rate of lr·{wd}). If you mean {x:g} per step, silence this with "
+    "warnings.filterwarnings('ignore', category=optaxdecay.PerStepRateWarning).",
+    PerStepRateWarning,
+    stacklevel=_user_stacklevel(),
+  )
 
 
 def check_scalar_or_schedule(
@@ -162,7 +255,7 @@ def check_scalar_or_schedule(
     traced).
   """
   if isinstance(value, bool) or value is None:
-    raise TypeError(f"{fn}: `{arg}` must be a float or a schedule, got {value!r}.")
+    raise TypeError(f"{fn}: `{arg}` must be a float or a schedule, got {describe(value)}.")
   where = ""
   if callable(value):
     try:
@@ -181,7 +274,7 @@ def check_scalar_or_schedule(
     if isinstance(value, jax.core.Tracer):
       raise  # its message says where a traced value of the wrong dtype comes from
     raise TypeError(
-      f"{fn}: `{arg}` must be a float or a schedule returning one; got {value!r}{where}."
+      f"{fn}: `{arg}` must be a float or a schedule returning one; got {describe(value)}{where}."
     ) from e
 
 
@@ -193,7 +286,7 @@ def check_rate(value: Any, *, fn: str, arg: str) -> float | None:
 def check_bool(value: Any, *, fn: str, arg: str) -> bool:
   """A Python bool (not a NumPy bool, not an int)."""
   if not isinstance(value, bool):
-    raise TypeError(f"{fn}: `{arg}` must be a bool, got {value!r}.")
+    raise TypeError(f"{fn}: `{arg}` must be a bool, got {describe(value)}.")
   return value
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from optaxdecay import _selection, _tree
+from optaxdecay import _hparams, _selection, _tree
 
 #: Leaf names that :func:`bias_mask` treats as biases: Flax/Equinox/PyTorch
 #: ``bias``, Haiku ``b`` (only for leaves with at most one dimension per layer:
@@ -376,7 +376,8 @@ def decay_multipliers(
   if isinstance(rules, (str, dict)) or not isinstance(rules, Sequence):
     raise TypeError(
       f"{fn}: `rules` must be a sequence of (regex, multiplier) pairs, e.g. "
-      f"[('.*/kernel', 1.0)]; got {rules!r}."
+      f"[('.*/kernel', 1.0)]; got {_hparams.describe(rules)}. If these are the params, the "
+      f"builder was passed uncalled as a mask: write `mask=optaxdecay.{fn}([...])`."
     )
   compiled = []
   for i, rule in enumerate(rules):

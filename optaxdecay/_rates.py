@@ -74,15 +74,18 @@ def decay_rate_to_l2(
   """
   fn = "decay_rate_to_l2"
   _hparams.check_rate(rate, fn=fn, arg="rate")
+  _hparams.warn_per_step_rate(rate, fn=fn, arg="rate")
   _hparams.check_scalar_or_schedule(
     learning_rate, fn=fn, arg="learning_rate", low_inclusive=callable(learning_rate)
   )
   return _hparams.combine(lambda r, lr: r / lr, rate, learning_rate)
 
 
+@_deprecation.keyword_only("max_learning_rate")
 def corrected_decay_rate(
   weight_decay: optax.ScalarOrSchedule,
   learning_rate: optax.ScalarOrSchedule,
+  *,
   max_learning_rate: float,
 ) -> optax.ScalarOrSchedule:
   r"""AdamC's corrected decay: :math:`r_t = \lambda\,\eta_t^2/\eta_{\max}`.
@@ -206,14 +209,8 @@ def normalized_weight_decay(
   """
   fn = "normalized_weight_decay"
   _hparams.check_scalar_or_schedule(lambda_norm, fn=fn, arg="lambda_norm")
-  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
-  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
+  b, n = _sizes(batch_size, dataset_size, fn=fn)
   t = _hparams.check_concrete(epochs, fn=fn, arg="epochs", low_inclusive=False)
-  if b > n:
-    raise ValueError(
-      f"{fn}: `batch_size`={b} is larger than `dataset_size`={n}; `dataset_size` is "
-      "the number of training examples per epoch."
-    )
   factor = math.sqrt(b / (n * t))
   return _hparams.combine(lambda lam: lam * factor, lambda_norm)
 
@@ -269,8 +266,7 @@ def rate_from_timescale(
   """
   fn = "rate_from_timescale"
   tau0 = _hparams.check_scalar_or_schedule(tau_epochs, fn=fn, arg="tau_epochs", low_inclusive=False)
-  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
-  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
+  b, n = _sizes(batch_size, dataset_size, fn=fn)
   if tau0 is not None and b / (n * tau0) >= 1:
     where = " at step 0" if callable(tau_epochs) else ""
     raise ValueError(
@@ -312,8 +308,8 @@ def timescale_from_rate(
   """
   fn = "timescale_from_rate"
   _hparams.check_rate(rate, fn=fn, arg="rate")
-  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
-  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
+  _hparams.warn_per_step_rate(rate, fn=fn, arg="rate")
+  b, n = _sizes(batch_size, dataset_size, fn=fn)
 
   def tau(r: Any) -> Any:
     if isinstance(r, numbers.Real) and not isinstance(r, np.ndarray):
@@ -321,3 +317,15 @@ def timescale_from_rate(
     return b / (n * jnp.asarray(r))  # arrays, tracers, schedule values: inf where r is 0
 
   return _hparams.combine(tau, rate)
+
+
+def _sizes(batch_size: Any, dataset_size: Any, *, fn: str) -> tuple[int, int]:
+  """``(batch_size, dataset_size)``, positive ints with ``batch_size <= dataset_size``."""
+  b = _hparams.check_count(batch_size, fn=fn, arg="batch_size")
+  n = _hparams.check_count(dataset_size, fn=fn, arg="dataset_size")
+  if b > n:
+    raise ValueError(
+      f"{fn}: `batch_size`={b} is larger than `dataset_size`={n}; `dataset_size` is the number "
+      "of training examples per epoch (were the two swapped?)."
+    )
+  return b, n

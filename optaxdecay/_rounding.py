@@ -39,7 +39,7 @@ def _uniform_bits(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
 
   A counter-based hash (Wellons' "lowbias32") fuses into the elementwise update, where
   ``jax.random``'s generators cost ~10x the update itself on CPU; it is not a cryptographic
-  generator, and rounding needs none (``tests/test_rounding.py`` checks the unbiasedness).
+  generator, and unbiased rounding needs none (only uniform bits per element).
   """
   h = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape) * jnp.uint32(0x9E3779B9) + seed
   h = h ^ (h >> 16)

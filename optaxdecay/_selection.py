@@ -20,6 +20,8 @@ The contract (``docs/howto.md``, "Choosing what decays"):
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -29,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optaxdecay import _tree
+from optaxdecay import _hparams, _tree
 
 MaskArg = Any  # None | pytree of bool/float | Callable[[params], pytree of bool/float]
 
@@ -40,11 +42,26 @@ def mask_builder(builder: F) -> F:
   """Declares ``builder`` a mask *builder*: a function that returns a mask function.
 
   ``bias_mask`` is a mask; ``decay_mask(...)`` and ``decay_multipliers(...)`` build one. A
-  builder passed uncalled as ``mask=`` is refused when the transform is built, with the
-  spelling to use.
+  builder passed uncalled as ``mask=`` is refused when one of our transforms is built, and
+  when something else calls it with the params in place of its arguments (``optax.masked``,
+  ``optax.adamw``'s ``mask``), with the spelling to use.
   """
-  builder.__optaxdecay_mask_builder__ = True  # type: ignore[attr-defined]
-  return builder
+  name = builder.__name__
+  kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+  positional = sum(p.kind in kinds for p in inspect.signature(builder).parameters.values())
+
+  @functools.wraps(builder)
+  def build(*args: Any, **kwargs: Any) -> Any:
+    if len(args) > positional:
+      raise TypeError(
+        f"{name}: called with {_hparams.describe(args[0])} positionally, but it takes keyword "
+        f"arguments only: it builds a mask function. Was it passed uncalled as a mask "
+        f"(`mask=optaxdecay.{name}`)? Call it: `mask=optaxdecay.{name}(...)`."
+      )
+    return builder(*args, **kwargs)
+
+  build.__optaxdecay_mask_builder__ = True  # type: ignore[attr-defined]
+  return build  # type: ignore[return-value]
 
 
 def is_mask_fn(mask: Any) -> bool:
@@ -101,6 +118,26 @@ class Selection(NamedTuple):
   fn: str
   mask: Any
   table: dict[_tree.Names, float] | None  # the static mask's entries; None otherwise
+
+  def largest(self, params: Any = None) -> tuple[float, str]:
+    """The largest multiplier, and the path of the leaf (or mask entry) that has it.
+
+    Known without the params for ``None`` (1) and a static mask (its largest entry); a mask
+    function is resolved on ``params``. ``(0.0, "")`` when nothing is selected.
+    """
+    if self.mask is None:
+      return 1.0, ""
+    if self.table is not None:
+      pairs = [(m, _tree.path_str(names)) for names, m in self.table.items()]
+    else:
+      leaves, _ = _tree.flatten_leaves(params)
+      pairs = [(m, leaf.path) for leaf, m in zip(leaves, self.resolve(params), strict=True)]
+    return max(pairs, key=lambda pair: pair[0], default=(0.0, ""))
+
+  @property
+  def static(self) -> bool:
+    """Whether the multipliers are known before the params (no mask function)."""
+    return self.mask is None or self.table is not None
 
   def resolve(self, params: Any) -> list[float]:
     """One multiplier per leaf of ``params`` (flatten order, absent leaves 0).

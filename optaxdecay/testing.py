@@ -43,6 +43,12 @@ class Divergence(NamedTuple):
   max_rel: float
 
 
+def _check_steps(steps: Any, *, fn: str) -> int:
+  if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+    raise ValueError(f"{fn}: `steps` must be a positive int, got {steps!r}.")
+  return int(steps)
+
+
 def trajectory(
   tx: optax.GradientTransformation,
   params: chex.ArrayTree,
@@ -75,9 +81,7 @@ def trajectory(
     >>> odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, steps=3)
     Array([0.5  , 0.25 , 0.125], dtype=float32)
   """
-  if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-    raise ValueError(f"trajectory: `steps` must be a positive int, got {steps!r}.")
-  steps = int(steps)
+  steps = _check_steps(steps, fn="trajectory")
 
   @jax.jit
   def run(params):
@@ -158,8 +162,10 @@ def _run_both(
   *,
   rtol: float,
   atol: float,
+  fn: str,
 ) -> tuple[chex.ArrayTree, chex.ArrayTree, Divergence]:
   """Both trajectories and how far apart they are (the two asserts' shared body)."""
+  _check_steps(steps, fn=fn)
   traj_a = trajectory(tx_a, params, grad_fn, steps)
   traj_b = trajectory(tx_b, params, grad_fn, steps)
   return traj_a, traj_b, compare(traj_a, traj_b, rtol=rtol, atol=atol)
@@ -200,7 +206,9 @@ def assert_equivalent(
     >>> odt.assert_equivalent(sgd_l2, sgd_wd, params, grad_fn, steps=20).step is None
     True
   """
-  traj_a, traj_b, div = _run_both(tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol)
+  traj_a, traj_b, div = _run_both(
+    tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol, fn="assert_equivalent"
+  )
   if div.step is not None:
     raise AssertionError(
       f"optimizers diverge first after step {div.step} of {steps}, at leaf "
@@ -243,7 +251,9 @@ def assert_not_equivalent(
     >>> odt.assert_not_equivalent(adam_l2, adam_wd, params, grad_fn, steps=20).path
     'w'
   """
-  _, _, div = _run_both(tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol)
+  _, _, div = _run_both(
+    tx_a, tx_b, params, grad_fn, steps, rtol=rtol, atol=atol, fn="assert_not_equivalent"
+  )
   if div.step is None:
     raise AssertionError(
       f"optimizers agree at every one of {steps} steps (rtol={rtol}, "

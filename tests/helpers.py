@@ -1,6 +1,11 @@
-"""The one table of the things under test: every entry point that takes ``mask=``.
+"""The one table of the transforms under test, and of the optimizers built on them.
 
-Each row says how to build the entry point with its coefficient ``c`` (``row.make(c, mask=...)``),
+Its rows are the leafwise transforms (every way of building one: L2, decoupled, cautious,
+proximal, toward an anchor, the ``weight_decay`` spelling) and, for the selection matrix, the
+optimizers whose update on a zero gradient is their decay alone (``fused_adamw`` and one
+``compat`` optimizer per convention: torch AdamW, Keras AdamW, torch SGD + L2); the other
+``compat`` optimizers are checked against their frameworks in ``tests/test_compat_*.py``. Each
+row says how to build the entry point with its coefficient ``c`` (``row.make(c, mask=...)``),
 what it does to one selected leaf ``w`` — its leaf rule on any incoming update ``u`` (the
 leafwise transforms), and its update on a zero gradient (every row) — and how it is named in
 errors. ``tests/test_transforms.py`` and ``tests/test_selection.py`` run every leafwise row,
@@ -36,7 +41,7 @@ class Row(NamedTuple):
     zero_grad: ``(w, c) -> u``, the update of a selected leaf ``w`` on a zero gradient.
     rule: ``(u, w, c) -> u'`` on any incoming update, for a leafwise transform; ``None`` for a
       whole optimizer (its update depends on its state).
-    upper: the coefficient must stay below this (a decay rate: ``< 1``).
+    upper: the coefficient must stay below this (the per-step rate it gives: ``< 1``).
     static: the arguments ``inject_hyperparams`` must not inject.
   """
 
@@ -78,6 +83,11 @@ ROWS: dict[str, Row] = {
   "decoupled_weight_decay": Row(
     od.decoupled_weight_decay, "rate", {"rate": RATE}, lambda w, c: -c * w,
     lambda u, w, c: u - c * w, upper=1.0,
+  ),
+  # PyTorch's and Optax's convention: the per-step rate is learning_rate * weight_decay.
+  "decoupled_weight_decay-wd": Row(
+    od.decoupled_weight_decay, "weight_decay", {"weight_decay": WD, "learning_rate": LR},
+    lambda w, c: -LR * c * w, lambda u, w, c: u - LR * c * w, upper=1.0 / LR,
   ),
   # A zero update moves no coordinate away from zero: cautious decay decays every one.
   "cautious": Row(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,3 +139,19 @@ def test_a_complex_hyperparameter_from_inject_hyperparams_is_refused_clearly():
   fixed = optax.inject_hyperparams(od.decoupled_weight_decay, hyperparam_dtype=jnp.float32)(0.1)
   u, _ = jax.jit(lambda p: fixed.update(p, fixed.init(p), p))(params)
   np.testing.assert_allclose(u["c"], 0.9)
+
+
+def test_checked_wraps_the_functions_of_a_named_tuple_and_keeps_its_other_fields():
+  class Named(NamedTuple):
+    init: Any
+    update: Any
+    name: str
+    lr: float
+
+  base = od.decoupled_weight_decay(1e-3)
+  tx = od.checked(Named(base.init, base.update, "mine", 0.1))
+  assert isinstance(tx, Named) and (tx.name, tx.lr) == ("mine", 0.1)
+  out, _ = tx.update(PARAMS, tx.init(PARAMS), PARAMS)
+  chex.assert_trees_all_close(out, base.update(PARAMS, base.init(PARAMS), PARAMS)[0])
+  with pytest.raises(TypeError, match=r"checked: .*got a tuple of 2 items: wrap the pair as "):
+    od.checked((base.init, base.update))

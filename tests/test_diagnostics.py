@@ -494,3 +494,10 @@ def test_effective_l2_strength_refuses_a_batch_of_states_and_a_traced_one():
   assert report.count == 1
   with pytest.raises(TypeError, match=r"effective_l2_strength: `opt_state` holds traced values"):
     jax.jit(lambda s: diagnostics.effective_l2_strength(s, 1e-4).l2)(one_step(1.0))
+
+
+def test_describe_mask_takes_mask_by_keyword_and_warns_on_the_old_positional_call():
+  params = mlp_params()
+  with pytest.warns(DeprecationWarning, match=r"write describe_mask\(\.\.\., mask=\.\.\.\)"):
+    old = diagnostics.describe_mask(params, od.bias_mask)
+  assert old == diagnostics.describe_mask(params, mask=od.bias_mask)

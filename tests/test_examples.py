@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,8 +61,9 @@ def _smoke_env() -> dict[str, str]:
 # output directory). They are started together, two at a time (the CI machine
 # has 2 cores), as soon as the first of them is needed.
 SMOKE_RUNS = {
-  # The demo runs with its default output: the file goes to the repository's out/, not the cwd.
-  "test_demo_cli_smoke": [str(EXAMPLES / "demo.py"), "--smoke"],
+  # The demo runs with its default output, from a copy of examples/ (so that the repository's
+  # out/ is left alone): the file goes to the copy's ../out/, not to the working directory.
+  "test_demo_cli_smoke": ["{copy}/examples/demo.py", "--smoke"],
   "test_quickstart_smoke": [str(EXAMPLES / "quickstart.py"), "--smoke"],
   "test_flax_linen_smoke": [str(EXAMPLES / "flax_linen.py"), "--smoke"],
   "test_flax_nnx_smoke": [str(EXAMPLES / "flax_nnx.py"), "--smoke"],
@@ -85,25 +87,36 @@ SMOKE_RUNS = {
 
 @pytest.fixture(scope="module")
 def smoke_runs(request, tmp_path_factory):
-  """``{test name: (output dir, future of its CompletedProcess)}`` for the selected tests."""
+  """``{test name: (output dir, repository copy, future of its CompletedProcess)}``."""
   selected = {item.name for item in request.session.items}
   runs = {}
   with ThreadPoolExecutor(max_workers=2) as pool:
     for name, argv in SMOKE_RUNS.items():
       if name in selected:
         out = tmp_path_factory.mktemp(name)
-        argv = [a.replace("{out}", str(out)) for a in argv]
-        runs[name] = (out, pool.submit(run_python, argv, cwd=out, env=_smoke_env()))
+        copy = tmp_path_factory.mktemp(f"{name}-repo")
+        if any("{copy}" in a for a in argv):
+          (copy / "examples").mkdir()
+          for script in ("demo.py", "study.py"):
+            shutil.copy(EXAMPLES / script, copy / "examples" / script)
+        argv = [a.replace("{out}", str(out)).replace("{copy}", str(copy)) for a in argv]
+        runs[name] = (out, copy, pool.submit(run_python, argv, cwd=out, env=_smoke_env()))
     yield runs
-    for _, future in runs.values():
+    for *_, future in runs.values():
       future.cancel()
 
 
 @pytest.fixture
 def smoke(request, smoke_runs) -> tuple[Path, subprocess.CompletedProcess[str]]:
-  """This test's smoke run: its output directory and finished process."""
-  out, future = smoke_runs[request.node.name]
+  """This test's smoke run: its output directory (its working directory) and finished process."""
+  out, _, future = smoke_runs[request.node.name]
   return out, future.result()
+
+
+@pytest.fixture
+def repository_copy(request, smoke_runs) -> Path:
+  """Where this test's smoke run found its script: a copy of the repository's examples/."""
+  return smoke_runs[request.node.name][1]
 
 
 def _text(pattern: str, text: str) -> str:
@@ -128,7 +141,7 @@ def _needs_plotting() -> None:
 # --- examples/demo.py ----------------------------------------------------------
 
 
-def test_demo_cli_smoke(smoke):
+def test_demo_cli_smoke(smoke, repository_copy):
   _needs_plotting()
   pytest.importorskip("tqdm", reason="the demo shows a tqdm progress bar")
   pytest.importorskip("mnist1d", reason="the demo's part 2 trains on MNIST-1D (examples extra)")
@@ -148,7 +161,7 @@ def test_demo_cli_smoke(smoke):
   assert "100%" in proc.stderr  # the progress bar ran to the end
   # By default the figure goes to the repository's git-ignored out/, never the cwd.
   written = Path(_text(r"^figure written to (.+)$", proc.stdout))
-  assert written == ROOT / "out" / "demo.png", proc.stdout
+  assert written == repository_copy / "out" / "demo.png", proc.stdout
   _assert_png(written)
   assert not any(out.iterdir()), f"the demo wrote into its working directory: {list(out.iterdir())}"
 

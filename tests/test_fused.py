@@ -487,8 +487,8 @@ def test_update_accepts_and_ignores_extra_arguments_like_optax_adamw():
   [
     (
       lambda opt, p, g: opt.step(p, g, optax.adam(1e-3).init(p)),
-      r"fused_adamw\(\.\.\.\)\.step: `state` is not this optimizer's state .* got a tuple of 2: "
-      r"\(ScaleByAdamState, EmptyState\): make it with this optimizer's `init\(params\)`",
+      r"fused_adamw\(\.\.\.\)\.step: `state` is not this optimizer's state .* got a tuple of 2 "
+      r"items: \(ScaleByAdamState, EmptyState\): make it with this optimizer's `init\(params\)`",
     ),
     (
       lambda opt, p, g: opt.step(g, opt.init(p), p),  # update's order
@@ -511,3 +511,14 @@ def test_a_state_that_is_not_its_own_raises_naming_the_method_and_the_argument(c
   opt = od.fused_adamw(1e-3, weight_decay=0.1)
   with pytest.raises(TypeError, match=match):
     call(opt, params, params)
+
+
+def test_a_state_made_for_other_params_and_misshapen_grads_name_the_method_and_argument():
+  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+  opt = od.fused_adamw(1e-3)
+  for other in ({"kernel": jnp.ones((2, 2))}, {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}):
+    for call, where in ((opt.step, "step"), (lambda p, g, s: opt.update(g, s, p), "update")):
+      with pytest.raises(ValueError, match=rf"fused_adamw\(\.\.\.\)\.{where}: `state` was made "):
+        call(params, params, opt.init(other))
+  with pytest.raises(ValueError, match=r"fused_adamw\(\.\.\.\)\.step: `grads` at 'bias' has shape"):
+    opt.step(params, {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(3)}, opt.init(params))

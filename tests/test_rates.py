@@ -89,11 +89,15 @@ def cosine_lr_f64(t, peak=1e-3, steps=100):
   ("wd", "lr", "lr_max"), [(0.1, 5e-4, 1e-3), (0.05, 1e-3, 1e-3), (1.0, 0.0, 0.1)]
 )
 def test_corrected_decay_rate_constant_matches_float64(wd, lr, lr_max):
-  assert od.corrected_decay_rate(wd, lr, lr_max) == pytest.approx(wd * lr**2 / lr_max, rel=1e-15)
+  assert od.corrected_decay_rate(wd, lr, max_learning_rate=lr_max) == pytest.approx(
+    wd * lr**2 / lr_max, rel=1e-15
+  )
 
 
 def test_corrected_decay_rate_at_peak_is_adamw_rate():
-  assert od.corrected_decay_rate(0.1, 1e-3, 1e-3) == pytest.approx(1e-3 * 0.1, rel=1e-15)
+  assert od.corrected_decay_rate(0.1, 1e-3, max_learning_rate=1e-3) == pytest.approx(
+    1e-3 * 0.1, rel=1e-15
+  )
 
 
 def test_corrected_decay_rate_schedule_matches_float64():
@@ -107,7 +111,7 @@ def test_corrected_decay_rate_schedule_matches_float64():
 
 def test_corrected_decay_rate_scheduled_weight_decay():
   wd = lambda t: 0.1 * (1 + t)
-  rate = od.corrected_decay_rate(wd, 5e-4, 1e-3)
+  rate = od.corrected_decay_rate(wd, 5e-4, max_learning_rate=1e-3)
   for t in STEPS:
     assert float(rate(jnp.asarray(t))) == pytest.approx(0.1 * (1 + t) * 5e-4**2 / 1e-3, rel=1e-6)
 
@@ -117,7 +121,8 @@ def test_corrected_decay_rate_in_a_chain_is_adamw_with_lr_ratio_decay():
   lr = optax.cosine_decay_schedule(0.05, decay_steps=20)
   wd = 0.5
   ours = optax.chain(
-    optax.adam(lr), od.decoupled_weight_decay(od.corrected_decay_rate(wd, lr, 0.05))
+    optax.adam(lr),
+    od.decoupled_weight_decay(od.corrected_decay_rate(wd, lr, max_learning_rate=0.05)),
   )
   theirs = optax.adamw(lr, weight_decay=lambda t: wd * lr(t) / 0.05)
   params = {"w": jnp.linspace(-1.0, 1.0, 6)}
@@ -147,7 +152,7 @@ MAX_LR_MSG = "`max_learning_rate` must be finite and > 0"
 )
 def test_corrected_decay_rate_errors(wd, lr, lr_max, error, match):
   with pytest.raises(error, match=f"corrected_decay_rate: .*{match}"):
-    od.corrected_decay_rate(wd, lr, lr_max)
+    od.corrected_decay_rate(wd, lr, max_learning_rate=lr_max)
 
 
 # --- normalized_weight_decay ------------------------------------------------------------------
@@ -235,7 +240,7 @@ def test_rules_accept_traced_values_under_jit():
       od.timescale_from_rate(r, dataset_size=1_000, batch_size=10),
       od.rate_from_timescale(tau, dataset_size=1_000, batch_size=10),
       od.normalized_weight_decay(lam, batch_size=10, dataset_size=1_000, epochs=4),
-      od.corrected_decay_rate(lam, 5e-4, 1e-3),
+      od.corrected_decay_rate(lam, 5e-4, max_learning_rate=1e-3),
     )
   )
   tau, rate, norm, corrected = f(0.01, 2.0, 0.1)
@@ -332,3 +337,16 @@ def test_keyword_only_sizes_refuse_too_many_and_repeated_arguments():
     od.rate_from_timescale(20.0, 50_000, 100, 7)
   with pytest.raises(TypeError, match="multiple values for argument 'dataset_size'"):
     od.rate_from_timescale(20.0, 50_000, dataset_size=50_000, batch_size=100)
+
+
+@pytest.mark.parametrize(
+  "call",
+  [
+    lambda: od.rate_from_timescale(1000.0, dataset_size=100, batch_size=50_000),
+    lambda: od.timescale_from_rate(1e-4, dataset_size=100, batch_size=50_000),
+    lambda: od.normalized_weight_decay(0.05, batch_size=50_000, dataset_size=100, epochs=1),
+  ],
+)
+def test_a_batch_larger_than_the_data_set_is_refused_by_every_rule(call):
+  with pytest.raises(ValueError, match=r"`batch_size`=50000 is larger than `dataset_size`=100"):
+    call()

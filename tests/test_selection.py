@@ -317,10 +317,28 @@ def test_update_shape_mismatch_raises(tx_case):
     tx.update({"w": jnp.ones((1, 2))}, tx.init(params), params)
 
 
-def test_multiplier_times_rate_at_least_one_raises():
-  tx = od.decoupled_weight_decay(0.6, mask={"w": 2.0})
-  with pytest.raises(ValueError, match=r"`rate`=0.6 times the largest `mask` multiplier 2.0"):
-    tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}), {"w": jnp.ones(1)})
+def test_rate_times_each_leafs_multiplier_must_be_below_one_not_the_rate_alone():
+  """The range is per leaf: scenic's spelling (the rate is the schedule's ratio, exactly 1, and
+  the decay values are the multipliers) is valid and removes 1e-4 per step; rate x multiplier
+  >= 1 is refused as soon as the multipliers are known (now for a static mask, at init for a
+  mask function), naming the leaf."""
+  params = {"kernel": jnp.ones(2), "bias": jnp.ones(2)}
+  scenic = od.decay_multipliers([(".*kernel.*", 1e-4)])
+  for mask in (scenic, {"kernel": 1e-4, "bias": 0.0}):
+    tx = od.decoupled_weight_decay(1.0, mask=mask)
+    u, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_allclose(u["kernel"], -1e-4)
+    np.testing.assert_array_equal(u["bias"], 0.0)
+  # Nothing selected: no range to check, the identity.
+  od.decoupled_weight_decay(1.0, mask={"kernel": False, "bias": False})
+  too_much = r"`rate`=0.6 times the largest `mask` multiplier 2.0 \(at 'kernel'\) is 1.2, not < 1"
+  with pytest.raises(ValueError, match=too_much):
+    od.decoupled_weight_decay(0.6, mask={"kernel": 2.0, "bias": 0.5})
+  tx = od.decoupled_weight_decay(0.6, mask=lambda p: {"kernel": 2.0, "bias": 0.5})
+  with pytest.raises(ValueError, match=too_much):
+    tx.init(params)
+  with pytest.raises(ValueError, match=r"`rate` must be < 1, got 1.0: .* zeroes or flips"):
+    od.decoupled_weight_decay(1.0, mask={"kernel": True, "bias": False})
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,3 +458,16 @@ def test_an_error_inside_a_mask_function_names_the_transform_that_called_it():
   with pytest.raises(KeyError, match="no such layer") as info:
     tx.init({"w": jnp.ones(2)})
   assert any("decoupled_weight_decay's `mask` function" in n for n in info.value.__notes__)
+
+
+@pytest.mark.parametrize("builder", [od.decay_mask, od.decay_multipliers])
+def test_a_mask_builder_passed_uncalled_to_optax_says_to_call_it(builder):
+  """Optax's own wrappers call the mask with the params: the builders say what went wrong."""
+  params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+  spelling = rf"mask=optaxdecay\.{builder.__name__}\("
+  for make in (
+    lambda: optax.masked(optax.add_decayed_weights(1e-4), builder).init(params),
+    lambda: optax.adamw(1e-3, mask=builder).init(params),
+  ):
+    with pytest.raises(TypeError, match=rf"^{builder.__name__}: .*{spelling}"):
+      make()

@@ -90,3 +90,10 @@ def test_steps_may_be_a_numpy_integer():
   np.testing.assert_allclose(out, [0.5, 0.25, 0.125])
   with pytest.raises(ValueError, match="`steps` must be a positive int"):
     odt.trajectory(optax.sgd(0.5), jnp.array(1.0), lambda w, step: w, True)
+
+
+@pytest.mark.parametrize("check", ["assert_equivalent", "assert_not_equivalent"])
+def test_a_bad_step_count_names_the_function_called(check):
+  tx = optax.sgd(0.1)
+  with pytest.raises(ValueError, match=rf"^{check}: `steps` must be a positive int, got 0"):
+    getattr(odt, check)(tx, tx, jnp.ones(2), lambda p, step: p, steps=0)

@@ -26,8 +26,8 @@ def bnb_lion_coupled(
   The sign discards the size of :math:`\lambda\theta`: once it dominates the gradient, every
   weight moves by :math:`\eta_t` toward zero per step whatever :math:`\lambda` is, and below
   that it only tilts the sign. It is not Lion's decoupled decay of any strength
-  (:func:`paper_lion`), and the tests show it diverging from it. Reproduced so that a run made
-  with it can be re-run and compared, not recommended.
+  (:func:`paper_lion`): the two trajectories part. Reproduced so that a run made with it can be
+  re-run and compared, not recommended.
 
   Args:
     lr: :math:`\eta`, a float or a schedule.

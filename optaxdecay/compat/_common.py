@@ -95,7 +95,7 @@ def decay(
   ``rate`` is built from arguments ``fn`` checked itself, and ``selection`` is ``fn``'s checked
   ``mask``; only the product is new here.
   """
-  _hparams.check_rate(rate, fn=fn, arg=what)
+  _hparams.check_scalar_or_schedule(rate, fn=fn, arg=what)  # < 1 per leaf: in decay_transform
   return decay_transform(rate, selection, fn=fn, arg=what, cautious=cautious)
 
 

@@ -144,8 +144,12 @@ def decay_precision_report(
   """
   fn = "decay_precision_report"
   rate = _hparams.check_concrete(rate, fn=fn, arg="rate", high=1.0)
+  selected = _selection.selected_leaves(mask, params, fn=fn)
+  top, path = max(((m, leaf.path) for leaf, m in selected), default=(0.0, ""))
+  where = f" (at {path!r})" if top != 1 else ""
+  _hparams.warn_per_step_rate(rate, fn=fn, arg="rate", multiplier=top, where=where)
   rows = []
-  for leaf, m in _selection.selected_leaves(mask, params, fn=fn):
+  for leaf, m in selected:
     if not m:
       continue
     w = np.asarray(leaf.value)
