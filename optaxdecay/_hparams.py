@@ -193,9 +193,9 @@ def peak(value: Any) -> float | None:
   return float(np.asarray(value))
 
 
-def _user_stacklevel() -> int:
+def user_stacklevel() -> int:
   """The ``stacklevel`` of the first frame outside optaxdecay and the libraries that call it
-  (``optax.chain``'s ``init``, ``jax.jit``), for a warning raised in the caller of this."""
+  (``optax.chain``'s ``init``, ``jax.jit``), for a warning raised by the caller of this."""
   frame: Any = sys._getframe(2)
   level = 2
   while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _LIBRARIES:
@@ -230,7 +230,7 @@ def warn_per_step_rate(
     f"per-step rate of lr·{wd}). If you mean {x:g} per step, silence this with "
     "warnings.filterwarnings('ignore', category=optaxdecay.PerStepRateWarning).",
     PerStepRateWarning,
-    stacklevel=_user_stacklevel(),
+    stacklevel=user_stacklevel(),
   )
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -113,7 +114,27 @@ def _layer_ndim(leaf: _tree.Leaf, stacked: list[tuple[re.Pattern[str], int]], *,
   return ndim
 
 
-def _check_modules(modules: Any, *, fn: str) -> tuple[tuple[type, ...], frozenset[str]]:
+class _Modules(NamedTuple):
+  """A checked ``*_modules`` argument: module classes, and class names, and its own name."""
+
+  arg: str
+  classes: tuple[type, ...]
+  names: frozenset[str]
+
+  def __bool__(self) -> bool:
+    return bool(self.classes or self.names)
+
+  def enclose(self, leaf: _tree.Leaf) -> bool:
+    """Whether a module enclosing ``leaf`` is one of these classes (or a subclass)."""
+    for c in leaf.classes:
+      if self.classes and issubclass(c, self.classes):
+        return True
+      if self.names and any(k.__name__ in self.names for k in c.__mro__):
+        return True
+    return False
+
+
+def _check_modules(modules: Any, *, fn: str, arg: str) -> _Modules:
   if isinstance(modules, (str, type)):
     modules = (modules,)
   classes, names = [], []
@@ -123,17 +144,10 @@ def _check_modules(modules: Any, *, fn: str) -> tuple[tuple[type, ...], frozense
     elif isinstance(m, str):
       names.append(m)
     else:
-      raise TypeError(f"{fn}: `exclude_modules[{i}]` must be a class or a class name, got {m!r}.")
-  return tuple(classes), frozenset(names)
-
-
-def _inside(leaf: _tree.Leaf, classes: tuple[type, ...], names: frozenset[str]) -> bool:
-  for c in leaf.classes:
-    if classes and issubclass(c, classes):
-      return True
-    if names and any(k.__name__ in names for k in c.__mro__):
-      return True
-  return False
+      raise TypeError(
+        f"{fn}: `{arg}[{i}]` must be a class or a class name, got {_hparams.describe(m)}."
+      )
+  return _Modules(arg, tuple(classes), frozenset(names))
 
 
 def _rule_mask(
@@ -169,34 +183,27 @@ def _rule_mask(
   return mask_fn
 
 
-def _module_check(
-  classes: tuple[type, ...], names: frozenset[str], *, fn: str
-) -> Callable[[list[_tree.Leaf]], None] | None:
-  """``exclude_modules``' check of the params: they carry classes, and each name is a class."""
-  if not (classes or names):
-    return None
-
-  def check(leaves: list[_tree.Leaf]) -> None:
-    seen = {c for leaf in leaves for c in leaf.classes}
-    if leaves and all(c.__name__ in _CONTAINER_NAMES for c in seen):
-      raise ValueError(
-        f"{fn}: `exclude_modules` needs params that carry their module classes (Equinox "
-        "modules, or the nnx.Module itself in place of its state), but these params are "
-        "plain containers (e.g. Flax Linen dicts or nnx.state(...)). Call the mask function "
-        "on the nnx.Module and pass its result as `mask=`, or match names with "
-        "`exclude_regex=`."
-      )
-    in_tree = {k.__name__ for c in seen for k in c.__mro__}
-    unknown = sorted(n for n in names - in_tree if not _class_named(n, seen))
-    if unknown:
-      present = sorted({c.__name__ for c in seen} - _CONTAINER_NAMES)
-      raise ValueError(
-        f"{fn}: `exclude_modules` names {unknown}, but no class of that name is defined "
-        f"(the params' module classes are {present}). Check the spelling, or pass the "
-        "class itself."
-      )
-
-  return check
+def _module_check(modules: _Modules, leaves: list[_tree.Leaf], *, fn: str) -> None:
+  """A ``*_modules`` rule's check of the params: they carry classes, and each name is a class."""
+  seen = {c for leaf in leaves for c in leaf.classes}
+  if leaves and all(c.__name__ in _CONTAINER_NAMES for c in seen):
+    regex = modules.arg.replace("_modules", "_regex")
+    raise ValueError(
+      f"{fn}: `{modules.arg}` needs params that carry their module classes (Equinox "
+      "modules, or the nnx.Module itself in place of its state), but these params are "
+      "plain containers (e.g. Flax Linen dicts or nnx.state(...)). Call the mask function "
+      f"on the nnx.Module and pass its result as `mask=`, or match names with `{regex}=` "
+      "(the how-to lists the names each framework gives its modules)."
+    )
+  in_tree = {k.__name__ for c in seen for k in c.__mro__}
+  unknown = sorted(n for n in modules.names - in_tree if not _class_named(n, seen))
+  if unknown:
+    present = sorted({c.__name__ for c in seen} - _CONTAINER_NAMES)
+    raise ValueError(
+      f"{fn}: `{modules.arg}` names {unknown}, but no class of that name is defined "
+      f"(the params' module classes are {present}). Check the spelling, or pass the "
+      "class itself."
+    )
 
 
 def _class_named(name: str, seen: set[type]) -> bool:
@@ -226,16 +233,21 @@ def decay_mask(
   min_ndim: int | None = None,
   exclude_if: Callable[[str, Any], bool] | None = None,
   exclude_modules: Iterable[type | str] = (),
+  include_regex: Iterable[str] = (),
+  include_modules: Iterable[type | str] = (),
   stacked: str | Iterable[str | tuple[str, int]] = (),
 ) -> Callable[[Any], Any]:
   """Builds a mask function: ``params -> pytree of bool`` (``True`` = decay).
 
   A leaf is **excluded** from decay (``False``) when any rule below matches,
-  and decayed otherwise. Rules see the leaf's *path string*, its key path
-  joined with ``/`` (``'Dense_0/kernel'``, ``'layers/0/bias'``) with any Flax
-  NNX ``Variable`` wrapper removed, so one mask serves both the
-  ``Param``-wrapped state ``nnx.Optimizer.init`` sees and the plain arrays
-  ``update`` sees.
+  and decayed otherwise; with an *include* rule (``include_regex``,
+  ``include_modules``), only the leaves it names can decay, the exclusions
+  still apply to them (so ``include_modules=('Linear',)`` decays the Linear
+  weights, not their biases, unless ``exclude=()``). Rules see the leaf's
+  *path string*, its key path joined with ``/`` (``'Dense_0/kernel'``,
+  ``'layers/0/bias'``) with any Flax NNX ``Variable`` wrapper removed, so one
+  mask serves both the ``Param``-wrapped state ``nnx.Optimizer.init`` sees and
+  the plain arrays ``update`` sees.
 
   1. ``exclude``: the leaf's name (its own key, split on ``.`` and ``/``; see
      :func:`leaf_name`) is one of these. The Haiku bias name ``'b'`` matches
@@ -256,6 +268,13 @@ def decay_mask(
      rule is ``decay_mask(exclude_modules=('LayerNorm', 'RMSNorm', 'Embedding'))``.
   6. ``exclude_if(path, leaf)`` returns ``True``.
 
+  **Include rules** name the only leaves that may decay: ``include_regex`` (a
+  pattern found in the path string) or ``include_modules`` (a module enclosing
+  the leaf is of one of these classes, as for ``exclude_modules``); a leaf
+  either names is a candidate. A class added to the model later then stays
+  undecayed instead of decaying silently. Include rules that name no leaf of
+  the params warn (nothing would decay).
+
   **Stacked layers.** ``nn.scan``, ``nnx.vmap``/``nnx.scan`` and
   ``eqx.filter_vmap`` stack a layer's parameters along leading axes, so a
   stacked LayerNorm scale is 2-D. ``stacked`` names those leaves by a regex
@@ -275,6 +294,10 @@ def decay_mask(
     min_ndim: leaves with fewer dimensions per layer are not decayed.
     exclude_if: a predicate ``(path_string, leaf) -> bool``.
     exclude_modules: module classes, or class names, whose leaves never decay.
+    include_regex: regular expressions; only leaves whose path matches one (or
+      that ``include_modules`` names) may decay.
+    include_modules: module classes, or class names; only leaves inside one (or
+      that ``include_regex`` names) may decay.
     stacked: which leaves carry leading stacking axes, and how many.
 
   Returns:
@@ -283,8 +306,9 @@ def decay_mask(
   Raises:
     TypeError: an argument has the wrong type (e.g. ``exclude='bias'``).
     ValueError: a regex does not compile; ``min_ndim < 0``; (when called)
-      ``exclude_modules`` is given but the params carry no module classes, or
-      a ``stacked`` leaf has fewer dimensions than its stacking axes.
+      ``exclude_modules`` or ``include_modules`` is given but the params carry
+      no module classes, or names a class that does not exist, or a
+      ``stacked`` leaf has fewer dimensions than its stacking axes.
 
   Example:
     >>> import jax.numpy as jnp
@@ -296,6 +320,12 @@ def decay_mask(
     >>> od.decay_mask(exclude=(), min_ndim=2)(params)['Dense_0']
     {'bias': False, 'kernel': True}
 
+    Only the ``Dense`` layers' weights (the include rule, with the default
+    exclusion of biases):
+
+    >>> od.decay_mask(include_regex=('Dense',))(params)
+    {'Dense_0': {'bias': False, 'kernel': True}, 'LayerNorm_0': {'bias': False, 'scale': False}}
+
     Two layers stacked by ``nn.scan``: the scale is 2-D, but 1-D per layer.
 
     >>> stack = {'layers': {'kernel': jnp.ones((2, 3, 3)), 'scale': jnp.ones((2, 3))}}
@@ -303,7 +333,11 @@ def decay_mask(
     {'layers': {'kernel': True, 'scale': False}}
   """
   fn = "decay_mask"
-  for arg, value in (("exclude", exclude), ("exclude_regex", exclude_regex)):
+  for arg, value in (
+    ("exclude", exclude),
+    ("exclude_regex", exclude_regex),
+    ("include_regex", include_regex),
+  ):
     if isinstance(value, str):
       raise TypeError(
         f"{fn}: `{arg}` takes a sequence of strings, e.g. `{arg}=({value!r},)`, not a "
@@ -311,31 +345,59 @@ def decay_mask(
       )
   names = frozenset(exclude)
   patterns = [_regex(p, fn=fn, arg=f"exclude_regex[{i}]") for i, p in enumerate(exclude_regex)]
+  includes = [_regex(p, fn=fn, arg=f"include_regex[{i}]") for i, p in enumerate(include_regex)]
   if min_ndim is not None and (
     isinstance(min_ndim, bool) or not isinstance(min_ndim, int) or min_ndim < 0
   ):
     raise ValueError(f"{fn}: `min_ndim` must be a non-negative int, got {min_ndim!r}.")
   if exclude_if is not None and not callable(exclude_if):
     raise TypeError(f"{fn}: `exclude_if` must be callable, got {exclude_if!r}.")
-  classes, class_names = _check_modules(exclude_modules, fn=fn)
+  excluded_modules = _check_modules(exclude_modules, fn=fn, arg="exclude_modules")
+  included_modules = _check_modules(include_modules, fn=fn, arg="include_modules")
   stacks = _stacking_rules(stacked, fn=fn)
+  including = bool(includes or included_modules)
 
-  def is_decayed(leaf: _tree.Leaf) -> bool:
+  def named(leaf: _tree.Leaf) -> bool:
+    """Whether an include rule names ``leaf``."""
+    return any(p.search(leaf.path) for p in includes) or (
+      bool(included_modules) and included_modules.enclose(leaf)
+    )
+
+  def excluded(leaf: _tree.Leaf) -> bool:
     name = leaf_name(leaf.names)
     ndim = _layer_ndim(leaf, stacks, fn=fn)
     if name is not None and name in names and (name != "b" or ndim <= 1):
-      return False
+      return True
     if name is None and names and min_ndim is None and ndim <= 1:
-      return False
+      return True
     if any(p.search(leaf.path) for p in patterns):
-      return False
+      return True
     if min_ndim is not None and ndim < min_ndim:
-      return False
-    if (classes or class_names) and _inside(leaf, classes, class_names):
-      return False
-    return not (exclude_if is not None and exclude_if(leaf.path, leaf.value))
+      return True
+    if excluded_modules and excluded_modules.enclose(leaf):
+      return True
+    return exclude_if is not None and bool(exclude_if(leaf.path, leaf.value))
 
-  return _rule_mask(is_decayed, check=_module_check(classes, class_names, fn=fn))
+  def is_decayed(leaf: _tree.Leaf) -> bool:
+    return (named(leaf) or not including) and not excluded(leaf)
+
+  def check(leaves: list[_tree.Leaf]) -> None:
+    for modules in (excluded_modules, included_modules):
+      if modules:
+        _module_check(modules, leaves, fn=fn)
+    present = [leaf for leaf in leaves if not leaf.absent]
+    if including and present and not any(map(named, present)):
+      rules = [f"include_regex={tuple(include_regex)}"] if includes else []
+      rules += [f"include_modules={sorted(included_modules.names)}"] if included_modules else []
+      paths = ", ".join(repr(leaf.path) for leaf in present[:4])
+      warnings.warn(
+        f"{fn}: {' and '.join(rules)} name no parameter of these params (paths: {paths}"
+        f"{', ...' if len(present) > 4 else ''}): nothing decays.",
+        UserWarning,
+        stacklevel=_hparams.user_stacklevel(),
+      )
+
+  return _rule_mask(is_decayed, check=check)
 
 
 @_selection.mask_builder

@@ -303,6 +303,32 @@ def test_mask_builders_and_describe_mask_agree_with_the_annotation(tree):
 
 
 @pytest.mark.parametrize("tree", zoo.names())
+def test_include_rules_decay_only_what_they_name_on_every_tree(tree):
+  """ "Only the Dense/Linear weights", written as the docs say for each framework (by class where
+  the tree carries classes, by name otherwise): exactly the annotated leaves decay, the default
+  exclusions still apply, and a decay transform given the mask decays those leaves alone."""
+  spec = zoo.get(tree)
+  kwargs, expected = spec.only
+  assert kwargs, f"{tree}: no include annotation"
+  mask_fn = od.decay_mask(**kwargs)
+  mask = mask_fn(spec.mask_source if spec.mask_source is not None else spec.params)
+  assert {p for p, m in zoo.leaf_paths(mask) if m} == expected
+  tx = od.decoupled_weight_decay(RATE, mask=mask)
+  params = spec.params
+  u = jax.jit(lambda p: tx.update(_zeros(p), tx.init(p), p)[0])(params)
+  only = zoo.Specimen(spec.name, params, expected)
+  _assert_update(only, "include rules", u, params, None, 1.0, lambda w, s: -RATE * s * w)
+
+
+@pytest.mark.parametrize("tree", ["linen", "nnx-state", "haiku", "torch-state-dict"])
+def test_include_modules_on_a_tree_without_classes_says_what_to_write(tree):
+  spec = zoo.get(tree)
+  with pytest.raises(ValueError, match=r"`include_modules` needs params that carry their module "
+                     r"classes.*match names with `include_regex=`"):  # fmt: skip
+    od.decay_mask(include_modules=("Linear",))(spec.params)
+
+
+@pytest.mark.parametrize("tree", zoo.names())
 def test_decay_multipliers_follow_the_written_rule_on_every_tree(tree):
   """big_vision's rule: the first regex that *fullmatches* the path gives the multiplier."""
   spec = zoo.get(tree)

@@ -497,3 +497,51 @@ def test_levanters_nnx_line_excludes_nnx_embed():
   assert {r.path for r in table.rows} == {
     "embed/embedding", "norm/scale", "norm/bias", "head/kernel", "head/bias"
   }  # fmt: skip
+
+
+# --- Include rules: only what they name may decay. ---
+
+
+def test_include_rules_keep_the_exclusions_unless_told_otherwise(eqx_block):
+  eqx, params = eqx_block
+  only_linear = od.decay_mask(include_modules=(eqx.nn.Linear,))(params)
+  decayed = {p for p, m in _paths(only_linear) if m}
+  assert decayed == {"mlp/layers/0/weight", "mlp/layers/1/weight"}
+  with_biases = od.decay_mask(include_modules=("Linear",), exclude=())(params)
+  assert {p for p, m in _paths(with_biases) if m} == decayed | {
+    "mlp/layers/0/bias",
+    "mlp/layers/1/bias",
+  }
+  # Either include rule names a candidate: the union.
+  both = od.decay_mask(include_modules=("Linear",), include_regex=("token_embeddings",))(params)
+  assert {p for p, m in _paths(both) if m} == decayed | {"token_embeddings/weight"}
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "error", "match"),
+  [
+    ({"include_regex": "Dense"}, TypeError, r"`include_regex` takes a sequence of strings"),
+    ({"include_regex": ("(",)}, ValueError, r"`include_regex\[0\]` = '\(' is not a valid"),
+    ({"include_modules": (3,)}, TypeError, r"`include_modules\[0\]` must be a class or a class"),
+  ],
+)
+def test_bad_include_rules_raise_naming_the_argument(kwargs, error, match):
+  with pytest.raises(error, match=f"decay_mask: {match}"):
+    od.decay_mask(**kwargs)
+
+
+def test_include_modules_naming_no_class_raises_and_naming_no_leaf_warns(eqx_block):
+  _, params = eqx_block
+  with pytest.raises(ValueError, match=r"`include_modules` names \['Linaer'\], but no class"):
+    od.decay_mask(include_modules=("Linaer",))(params)
+  plain = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+  with pytest.warns(UserWarning, match=r"include_regex=\('Dense',\) name no parameter.*'dense/"):
+    mask = od.decay_mask(include_regex=("Dense",))(plain)
+  assert not any(jax.tree.leaves(mask))
+
+
+def _paths(tree):
+  """``[(path, leaf)]`` with JAX's own key paths (not optaxdecay's walk)."""
+  pairs, _ = jax.tree_util.tree_flatten_with_path(tree)
+  part = lambda k: str(next(getattr(k, a) for a in ("name", "key", "idx") if hasattr(k, a)))
+  return [("/".join(part(k) for k in p), x) for p, x in pairs]

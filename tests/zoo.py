@@ -36,6 +36,9 @@ class Specimen:
     mask: the ``mask=`` argument the docs give for this framework (default ``bias_mask``).
     mask_source: what to call a mask *function* on, when the user calls it on something else
       than ``params`` (the ``nnx.Module`` itself); ``None``: pass the function as ``mask=``.
+    only: ``(kwargs, paths)``: how a reader of the docs writes "only the Dense/Linear weights"
+      for this tree with ``decay_mask``'s include rules (by module class where the tree, or
+      ``mask_source``, carries the classes; by name otherwise), and the paths it decays.
   """
 
   name: str
@@ -43,6 +46,7 @@ class Specimen:
   decayed: frozenset[str]
   mask: Any = od.bias_mask
   mask_source: Any = None
+  only: tuple[dict[str, Any], frozenset[str]] = ({}, frozenset())
 
   @property
   def mask_arg(self) -> Any:
@@ -151,20 +155,32 @@ def _linen() -> list[Specimen]:
 
     return Sharded().init(jax.random.key(4), x)["params"]
 
+  dense = ({"include_regex": ("Dense",)}, frozenset({"Dense_0/kernel", "Dense_1/kernel"}))
   return [
-    Specimen("linen", mlp, mlp_decayed),
-    Specimen("linen-frozendict", freeze(mlp), mlp_decayed),
+    Specimen("linen", mlp, mlp_decayed, only=dense),
+    Specimen("linen-frozendict", freeze(mlp), mlp_decayed, only=dense),
     # nn.scan stacks the block's params on a leading axis: the stacked LayerNorm scale is 2-D,
     # biases are excluded by name whatever their ndim.
     Specimen(
       "linen-scan",
       scanned,
       frozenset({"ScanBlock_0/Dense_0/kernel", "ScanBlock_0/LayerNorm_0/scale"}),
+      only=({"include_regex": ("Dense",)}, frozenset({"ScanBlock_0/Dense_0/kernel"})),
     ),
-    Specimen("linen-remat", remat, frozenset({"CheckpointDense_0/kernel"})),
-    Specimen("linen-batchnorm", bn, frozenset({"Dense_0/kernel", "BatchNorm_0/scale"})),
-    Specimen("linen-partitioned", boxed(nn.with_partitioning), mlp_decayed),
-    Specimen("linen-logical", boxed(nn.with_logical_partitioning), mlp_decayed),
+    Specimen(
+      "linen-remat",
+      remat,
+      frozenset({"CheckpointDense_0/kernel"}),
+      only=({"include_regex": ("Dense",)}, frozenset({"CheckpointDense_0/kernel"})),
+    ),
+    Specimen(
+      "linen-batchnorm",
+      bn,
+      frozenset({"Dense_0/kernel", "BatchNorm_0/scale"}),
+      only=({"include_regex": ("Dense",)}, frozenset({"Dense_0/kernel"})),
+    ),
+    Specimen("linen-partitioned", boxed(nn.with_partitioning), mlp_decayed, only=dense),
+    Specimen("linen-logical", boxed(nn.with_logical_partitioning), mlp_decayed, only=dense),
   ]
 
 
@@ -204,8 +220,15 @@ def _nnx() -> list[Specimen]:
       self.layers = layers(rngs)
 
   scanned = Scanned(nnx.Rngs(2))
+  linear = frozenset({"dense/kernel"})
+  by_class = ({"include_modules": ("Linear",)}, linear)
   return [
-    Specimen("nnx-state", nnx.state(model, nnx.Param), everything),
+    Specimen(
+      "nnx-state",
+      nnx.state(model, nnx.Param),
+      everything,
+      only=({"include_regex": ("^dense/",)}, linear),
+    ),
     # The module itself: the mask function called on it (its nnx.Param state's structure).
     Specimen(
       "nnx-module",
@@ -213,6 +236,7 @@ def _nnx() -> list[Specimen]:
       everything,
       mask=od.bias_mask,
       mask_source=model,
+      only=by_class,
     ),
     # Levanter's rule with NNX's class names: no decay inside LayerNorm or Embed.
     Specimen(
@@ -221,14 +245,22 @@ def _nnx() -> list[Specimen]:
       frozenset({"dense/kernel", "lora/lora_a", "lora/lora_b"}),
       mask=levanter,
       mask_source=model,
+      only=({"include_modules": (nnx.Linear,)}, linear),
     ),
-    Specimen("nnx-vmap-stack", nnx.state(stacked, nnx.Param), frozenset({"kernel"})),
+    Specimen(
+      "nnx-vmap-stack",
+      nnx.state(stacked, nnx.Param),
+      frozenset({"kernel"}),
+      only=({"include_regex": ("kernel",)}, frozenset({"kernel"})),
+    ),
     # A stack of LayerNorms: 2-D scales and biases; the nanoGPT rule counts ndim per layer.
     Specimen(
       "nnx-stacked-norms",
       nnx.state(scanned, nnx.Param),
       frozenset(),
       mask=od.decay_mask(min_ndim=2, stacked="layers/"),
+      # Only the stacked layers, biases still out: their 2-D scales decay.
+      only=({"include_regex": ("^layers/",), "stacked": "layers/"}, frozenset({"layers/scale"})),
     ),
   ]
 
@@ -252,19 +284,31 @@ def _equinox() -> list[Specimen]:
   stacked = eqx.filter_vmap(lambda k: eqx.nn.Linear(3, 3, key=k))(jax.random.split(keys[2], 2))
   return [
     # eqx.filter leaves None where the MLP holds its activation functions.
-    Specimen("eqx-filter", mlp, frozenset({"layers/0/weight", "layers/1/weight"})),
+    Specimen(
+      "eqx-filter",
+      mlp,
+      frozenset({"layers/0/weight", "layers/1/weight"}),
+      only=({"include_modules": ("Linear",)}, frozenset({"layers/0/weight", "layers/1/weight"})),
+    ),
     Specimen(
       "eqx-static",
       eqx.filter(ws, eqx.is_inexact_array),
       frozenset({"linear/weight", "norm/weight"}),
+      only=({"include_modules": (eqx.nn.Linear,)}, frozenset({"linear/weight"})),
     ),
     Specimen(
       "eqx-levanter",
       eqx.filter(ws, eqx.is_inexact_array),
       frozenset({"linear/weight"}),
       mask=od.decay_mask(exclude_modules=("LayerNorm", "RMSNorm", "Embedding")),
+      only=({"include_modules": ("Linear",)}, frozenset({"linear/weight"})),
     ),
-    Specimen("eqx-vmap-stack", eqx.filter(stacked, eqx.is_inexact_array), frozenset({"weight"})),
+    Specimen(
+      "eqx-vmap-stack",
+      eqx.filter(stacked, eqx.is_inexact_array),
+      frozenset({"weight"}),
+      only=({"include_modules": ("Linear",)}, frozenset({"weight"})),
+    ),
   ]
 
 
@@ -285,13 +329,22 @@ def _haiku() -> list[Specimen]:
   stack = hk.transform(lambda x: hk.experimental.layer_stack(2)(layer)(x))
   stacked = stack.init(jax.random.key(1), x)
   return [
-    Specimen("haiku", params, frozenset({"linear/w", "layer_norm/scale"})),
+    Specimen(
+      "haiku",
+      params,
+      frozenset({"linear/w", "layer_norm/scale"}),
+      only=({"include_regex": ("linear",)}, frozenset({"linear/w"})),
+    ),
     # hk.layer_stack adds a leading axis: a stacked `b` is 2-D; `stacked=` says so.
     Specimen(
       "haiku-layer-stack",
       stacked,
       frozenset({"__layer_stack_no_per_layer/linear/w"}),
       mask=od.decay_mask(stacked="__layer_stack"),
+      only=(
+        {"include_regex": ("linear",), "stacked": "__layer_stack"},
+        frozenset({"__layer_stack_no_per_layer/linear/w"}),
+      ),
     ),
   ]
 
@@ -329,9 +382,20 @@ def _plain() -> list[Specimen]:
       "plain-mixed",
       mixed,
       frozenset({"layers/0/weight", "layers/1/weight", "head/0", "temperature", "gain"}),
+      only=({"include_regex": ("^layers/",)}, frozenset({"layers/0/weight", "layers/1/weight"})),
     ),
-    Specimen("plain-dtypes", dtypes, frozenset({"f16/kernel", "bf16/kernel", "c64/kernel"})),
-    Specimen("torch-state-dict", torch_style, frozenset({"fc1.weight", "ln.weight"})),
+    Specimen(
+      "plain-dtypes",
+      dtypes,
+      frozenset({"f16/kernel", "bf16/kernel", "c64/kernel"}),
+      only=({"include_regex": ("kernel",)}, frozenset({"f16/kernel", "bf16/kernel", "c64/kernel"})),
+    ),
+    Specimen(
+      "torch-state-dict",
+      torch_style,
+      frozenset({"fc1.weight", "ln.weight"}),
+      only=({"include_regex": (r"^fc\d",)}, frozenset({"fc1.weight"})),
+    ),
   ]
 
 
