@@ -97,7 +97,10 @@ html_theme_options = {
   "show_toc_level": 2,
   "home_page_in_toc": True,
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+# Readable in a browser at any width: long code lines and wide tables scroll instead of being
+# cut at the column's edge, sidebar names wrap only between words, long titles wrap.
+html_css_files = ["optaxdecay.css"]
 
 
 # -- API completeness -----------------------------------------------------------

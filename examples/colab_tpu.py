@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,15 +33,35 @@
 
 # %%
 import os
+import subprocess
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-# Where to install optaxdecay from: a git URL ("git+https://...") or an uploaded
-# checkout ("/content/optaxdecay"). Until a release is on PyPI, set this first.
+# Where to install optaxdecay from (it is not on a package registry yet): a checkout uploaded to
+# /content/optaxdecay (the default), or a git URL ("git+https://..."). Set it before this cell.
 OPTAXDECAY_SPEC = os.environ.get("OPTAXDECAY_SPEC", "/content/optaxdecay")
+
+
+def install_optaxdecay(spec: str) -> None:
+  """pip-installs optaxdecay from ``spec``; raises, saying what to set, if that fails."""
+  if "://" not in spec and not os.path.isdir(spec):
+    raise FileNotFoundError(
+      f"No optaxdecay checkout at {spec!r}: upload one there (the Files panel), or set "
+      "OPTAXDECAY_SPEC to a git URL such as 'git+https://github.com/<owner>/optaxdecay', "
+      "then run this cell again."
+    )
+  cmd = [sys.executable, "-m", "pip", "install", "-q", f"{spec}[examples]"]
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    raise RuntimeError(
+      f"pip could not install optaxdecay from {spec!r} (exit {done.returncode}); set "
+      f"OPTAXDECAY_SPEC to a checkout or a git URL and run this cell again.\n{done.stderr[-2000:]}"
+    )
+
+
 if IN_COLAB:  # jax, optax, flax, scikit-learn and matplotlib are preinstalled on Colab
   print(f"Installing optaxdecay from {OPTAXDECAY_SPEC} ...")
-  # %pip install -q "{OPTAXDECAY_SPEC}[examples]"
+  install_optaxdecay(OPTAXDECAY_SPEC)
 
 # %%
 import os

@@ -430,7 +430,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
   from matplotlib.ticker import NullLocator
 
   rows = [(s, n) for s in results["setups"] for n in results["setups"][s]["optimizers"]]
-  fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.3 * len(rows) + 0.6), squeeze=False)
+  plt.rcParams.update({"font.size": 13, "axes.labelsize": 13, "xtick.labelsize": 12})
+  plt.rcParams.update({"ytick.labelsize": 12})  # readable at a page's width (the figure shrinks)
+  fig, axes = plt.subplots(len(rows), 3, figsize=(11, 2.9 * len(rows) + 1.0), squeeze=False)
   titles = {"lr": "learning rate / base", "T": "steps T / base", "N": "train set N / base (T ∝ N)"}
   for i, (skey, name) in enumerate(rows):
     pts = results["setups"][skey]["optimizers"][name]["points"]
@@ -456,10 +458,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel(titles[axis])
       if j == 0:
         title = results["setups"][skey]["title"]
-        ax.set_ylabel(f"{title}\n{name}\nbest r per step", fontsize=8)
+        ax.set_ylabel(f"{title}\n{name}\nbest r per step", fontsize=12)
   handles, labels = axes[0][0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="upper center", ncol=5, fontsize=8, frameon=False)
-  fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+  fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=12, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 

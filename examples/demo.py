@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,13 @@ MATTERS_SETTINGS = {
   "AdamW": (10**-1.5, 1e-2),
 }
 MATTERS_PAIRS = (("AdamW", "Adam + L2"), ("SGDm + L2", "Adam + L2"), ("SGDW", "SGDm + L2"))
+#: Part 2's first seed: its seeds are disjoint from the study's selection seeds (0-2) and from
+#: its test seeds (100-109), so the demo is an independent replication, not the study again.
+MATTERS_FIRST_SEED = 200
+#: Part 1's verdict: two runs are "the same optimizer" when their parameters differ by less than
+#: this fraction of how far training moved them (rounding, amplified by training, is ~1e-4 in
+#: float32 over 3,000 steps; Adam's L2/decoupled gap is ~1e-1).
+SAME_RUN_TOLERANCE = {np.dtype(np.float32): 1e-2, np.dtype(np.float64): 1e-8}
 
 
 class Data(NamedTuple):
@@ -120,9 +128,10 @@ def optimizers(sgd_lr: float, adam_lr: float, l2: float) -> dict[str, optax.Grad
       od.decoupled_weight_decay(od.l2_to_decay_rate(l2, sgd_lr), mask=mask),
     ),
     "Adam + L2": optax.chain(od.add_l2_to_grad(l2, mask=mask), optax.adam(adam_lr)),
+    # = optax.adamw(adam_lr, weight_decay=l2, mask=mask): AdamW's convention, decay lr * l2
     "Adam + decoupled": optax.chain(
       optax.adam(adam_lr),
-      od.decoupled_weight_decay(od.l2_to_decay_rate(l2, adam_lr), mask=mask),
+      od.decoupled_weight_decay(weight_decay=l2, learning_rate=adam_lr, mask=mask),
     ),
   }
 
@@ -201,6 +210,21 @@ def _accuracy(model: Any, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
 
 
+def _verdict(diff: float, run: RunResult, init: Any, dtype: np.dtype) -> str:
+  """Whether a pair of runs is one optimizer, from the numbers: their difference against how far
+  training moved the weights, and the dtype's rounding."""
+  moved = max_abs_diff(run.params, init)
+  if not (np.isfinite(diff) and np.isfinite(moved)):
+    return "diverged: NaN or inf weights, no verdict; lower the learning rate"
+  if moved == 0:
+    return "the weights did not move: no verdict"
+  ratio, tolerance = diff / moved, SAME_RUN_TOLERANCE[dtype]
+  if ratio < tolerance:
+    why = "float64 rounding" if dtype == np.float64 else "float32 rounding, amplified; try --x64"
+    return f"equivalent: {ratio:.1e} of the distance the weights moved, {why}"
+  return f"not equivalent: {ratio:.2g}x the distance the weights moved"
+
+
 def max_abs_diff(a: Any, b: Any) -> float:
   """The largest absolute difference between two parameter pytrees."""
   return max(
@@ -219,7 +243,8 @@ def plot(
   import matplotlib.pyplot as plt
 
   panels = 2 if matters is None else 3
-  fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+  plt.rcParams.update({"font.size": 14, "axes.titlesize": 14, "legend.fontsize": 12})
+  fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.2), constrained_layout=True)
   styles = {
     "SGD + L2": dict(color="C0", lw=3, alpha=0.5),
     "SGD + decoupled": dict(color="C1", lw=1.2, ls="--"),
@@ -280,7 +305,7 @@ def does_it_matter(
       data,
       [lr] * seeds,
       [lam] * seeds,
-      list(range(seeds)),
+      list(range(MATTERS_FIRST_SEED, MATTERS_FIRST_SEED + seeds)),
       sizes=(40, 128, 128, 10),
       steps=steps,
       progress=progress,
@@ -294,7 +319,9 @@ def _print_matters(matters: dict[str, Any], steps: int) -> None:
   print(
     f"\nPart 2, does it matter? MNIST-1D (3,000 train / 1,000 test sequences), MLP 40-128-128-10, "
     f"{steps} steps, cosine lr, (lr, λ) selected on validation by examples/does_it_matter.py; "
-    f"{matters['seeds']} seeds (the same for every optimizer), test accuracy mean ± 95 % CI:"
+    f"seeds {MATTERS_FIRST_SEED}-{MATTERS_FIRST_SEED + matters['seeds'] - 1} (the same for "
+    "every optimizer; disjoint from the study's selection and test seeds), test accuracy "
+    "mean ± 95 % CI over seeds:"
   )
   for name, acc in matters["test"].items():
     lr, lam = MATTERS_SETTINGS[name]
@@ -308,25 +335,64 @@ def _print_matters(matters: dict[str, Any], steps: int) -> None:
     print(f"  {a} − {b}: {iv} points (95 % CI; {resolved})")
 
 
+def _number(kind: type, low: float, *, inclusive: bool) -> Any:
+  """An argparse ``type``: a ``kind`` (int or float) ``>= low`` (``> low`` if not inclusive)."""
+
+  def parse(text: str) -> Any:
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+    if not (np.isfinite(value) and (value >= low if inclusive else value > low)):
+      bound = f">= {low:g}" if inclusive else f"> {low:g}"
+      raise argparse.ArgumentTypeError(f"must be finite and {bound}, got {text}")
+    return value
+
+  parse.__name__ = kind.__name__  # argparse names the type in its messages
+  return parse
+
+
+def _png_path(text: str) -> str:
+  """An argparse ``type``: a ``.png`` path whose folder exists or can be made, and is writable."""
+  path = Path(text)
+  if path.suffix.lower() != ".png" or path.is_dir():
+    raise argparse.ArgumentTypeError(f"expected a .png file path, got {text!r}")
+  folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+  if not folder.is_dir() or not os.access(folder, os.W_OK):
+    raise argparse.ArgumentTypeError(f"cannot write {text!r}: {folder} is not a writable folder")
+  return str(path)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
     prog="python examples/demo.py",
     description="Weight decay vs L2 on the digits data set: SGD (equivalent) and Adam (not).",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )
+  positive_int = _number(int, 1, inclusive=True)
+  positive = _number(float, 0, inclusive=False)
   p.add_argument(
-    "--output", default=str(study.OUT / "demo.png"), help="PNG path for the norm curves"
+    "--output", type=_png_path, default=str(study.OUT / "demo.png"), help="PNG of the norm curves"
   )
-  p.add_argument("--steps", type=int, default=3000, help="training steps per run")
-  p.add_argument("--batch-size", type=int, default=64)
-  p.add_argument("--sgd-lr", type=float, default=0.1)
-  p.add_argument("--adam-lr", type=float, default=1e-3)
-  p.add_argument("--l2", type=float, default=5e-3, help="L2 coefficient (λ, the gradient is λw)")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--steps", type=positive_int, default=3000, help="training steps per run")
+  p.add_argument("--batch-size", type=positive_int, default=64, help="digits per step")
+  p.add_argument("--sgd-lr", type=positive, default=0.1, help="SGD's learning rate")
+  p.add_argument("--adam-lr", type=positive, default=1e-3, help="Adam's learning rate")
+  p.add_argument(
+    "--l2", type=_number(float, 0, inclusive=True), default=5e-3,
+    help="L2 coefficient λ (the gradient gains λw)",
+  )  # fmt: skip
+  p.add_argument(
+    "--seed", type=_number(int, 0, inclusive=True), default=0, help="split, init and batch seed"
+  )
   p.add_argument(
     "--x64", action="store_true", help="train in float64 (the SGD gap drops to ~1e-15)"
   )
-  p.add_argument("--seeds", type=int, default=10, help="seeds per optimizer in part 2")
-  p.add_argument("--matter-steps", type=int, default=2000, help="training steps in part 2")
+  p.add_argument(
+    "--seeds", type=_number(int, 2, inclusive=True), default=10,
+    help="seeds per optimizer in part 2 (>= 2, for the intervals)",
+  )  # fmt: skip
+  p.add_argument("--matter-steps", type=positive_int, default=2000, help="training steps in part 2")
   p.add_argument("--skip-matters", action="store_true", help="run part 1 only (no mnist1d)")
   p.add_argument("--smoke", action="store_true", help="a few steps only (for tests)")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -335,10 +401,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.steps = min(args.steps, 40)
     args.matter_steps = min(args.matter_steps, 30)
     args.seeds = min(args.seeds, 3)
-  if args.steps < 1 or args.batch_size < 1 or args.matter_steps < 1:
-    p.error("--steps, --matter-steps and --batch-size must be positive")
-  if args.seeds < 2:
-    p.error("--seeds must be at least 2 (for the intervals)")
+  n_train = len(load_data(seed=args.seed).x_train)
+  if args.batch_size > n_train:
+    p.error(f"argument --batch-size: must be at most the {n_train} training digits")
   return args
 
 
@@ -412,9 +477,10 @@ def _main(args: argparse.Namespace) -> dict[str, Any]:
       f"{r.decayed_norm[-1]:>10.4f} {r.excluded_norm[-1]:>9.4f}"
     )
   print("-" * len(header))
-  why = "float64 rounding" if args.x64 else "float32 rounding, amplified by training; try --x64"
-  print(f"max |SGD + L2 - SGD + decoupled|   = {sgd_diff:.3e}  (equivalent: {why})")
-  print(f"max |Adam + L2 - Adam + decoupled| = {adam_diff:.3e}  (not equivalent)")
+  for pair, diff in (("SGD", sgd_diff), ("Adam", adam_diff)):
+    verdict = _verdict(diff, results[f"{pair} + L2"], params, np.dtype(dtype))
+    name = f"max |{pair} + L2 - {pair} + decoupled|"
+    print(f"{name:<34} = {diff:.3e}  ({verdict})")
 
   if matters is not None:
     _print_matters(matters, args.matter_steps)

@@ -84,8 +84,9 @@ def check(name, ours, ref, atol):
   assert err <= atol, f"{name}: max abs error {err:.3e} > {atol}"
 
 
-def torch_traj(torch, make_opt, params, grad_np, lr_lambda=None):
-  """PyTorch's trajectory; ``make_opt`` returns one optimizer or a list stepped together."""
+def torch_traj(torch, make_opt, params, grad_np, lr_lambda=None, before_step=None):
+  """PyTorch's trajectory; ``make_opt`` returns one optimizer or a list stepped together, and
+  ``before_step(params)`` runs between the gradients and the step (e.g. ``clip_grad_norm_``)."""
   tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
   made = make_opt(tp)
   opts = made if isinstance(made, list) else [made]
@@ -95,6 +96,8 @@ def torch_traj(torch, make_opt, params, grad_np, lr_lambda=None):
     grads = grad_np({k: p.detach().numpy().copy() for k, p in tp.items()}, step)
     for k, p in tp.items():
       p.grad = torch.from_numpy(np.asarray(grads[k]))
+    if before_step is not None:
+      before_step(list(tp.values()))
     for o in opts:
       o.step()
     for s in scheds:

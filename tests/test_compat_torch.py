@@ -500,3 +500,29 @@ def test_every_torch_constructor_argument_is_reproduced_or_listed(torch):
     assert not missing_arguments(getattr(torch.optim, cls), getattr(compat, fn), TORCH_NOT_TAKEN), (
       cls
     )
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0], ids=["clipping", "not-clipping"])
+def test_torch_adamw_with_clipping_is_optax_clipping_then_our_decay(torch, max_norm):
+  """A PyTorch training step as users port it: ``clip_grad_norm_``, then ``AdamW`` with a
+  no-decay group for the biases and a ``LambdaLR`` warmup. Ours: ``optax.clip_by_global_norm``,
+  ``optax.adam`` and ``decoupled_weight_decay(weight_decay=, learning_rate=, mask=bias_mask)``.
+  torch divides by ``norm + 1e-6``, Optax by ``norm``: equal to float32 rounding here."""
+  params, grad_np, grad_fn = problem()
+
+  def make(tp):
+    groups = [
+      {"params": [tp["w"]]},
+      {"params": [tp["bias"]], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=0.05, weight_decay=0.5)
+
+  clip = lambda ps: torch.nn.utils.clip_grad_norm_(ps, max_norm)
+  ref = torch_traj(torch, make, params, grad_np, lr_factor, before_step=clip)
+  lr = schedule(0.05)
+  tx = optax.chain(
+    optax.clip_by_global_norm(max_norm),
+    optax.adam(lr),
+    od.decoupled_weight_decay(weight_decay=0.5, learning_rate=lr, mask=od.bias_mask),
+  )
+  check(f"torch clip_grad_norm_({max_norm}) + AdamW", our_traj(tx, params, grad_fn), ref, ATOL32)

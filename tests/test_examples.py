@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def test_demo_cli_smoke(smoke, repository_copy):
   for name in ("SGD + L2", "SGD + decoupled", "Adam + L2", "Adam + decoupled"):
     row = rf"^{re.escape(name)}\s+0\.\d+\s+0\.\d+\s+\d+\.\d+\s+\d+\.\d+$"
     assert re.search(row, proc.stdout, re.M), proc.stdout
+  assert re.search(r"^max \|SGD \+ L2 .* \(equivalent: \S+ of the distance", proc.stdout, re.M)
+  assert re.search(r"^max \|Adam \+ L2 .* \(not equivalent: \S+x the distance", proc.stdout, re.M)
   sgd = _number(r"max \|SGD \+ L2 - SGD \+ decoupled\|\s+= (\S+)", proc.stdout)
   adam = _number(r"max \|Adam \+ L2 - Adam \+ decoupled\| = (\S+)", proc.stdout)
   assert sgd < 1e-5, proc.stdout
@@ -279,7 +282,32 @@ def test_colab_notebook_matches_its_jupytext_source():
     "examples/colab_tpu.ipynb and colab_tpu.py are out of sync: run "
     "`jupytext --sync examples/colab_tpu.py`"
   )
-  assert any("%pip install" in src for kind, src in _cells(ipynb) if kind == "code")
+  assert any("install_optaxdecay(OPTAXDECAY_SPEC)" in src for kind, src in _cells(ipynb))
+
+
+@pytest.mark.parametrize("spec", ["missing", "not-a-project"])
+def test_colab_install_cell_raises_and_says_what_to_set_when_it_cannot_install(tmp_path, spec):
+  """On Colab the first cell installs the package; when pip cannot (no checkout there, or not a
+  project), the cell raises instead of printing and carrying on to a failing import."""
+  jupytext = pytest.importorskip("jupytext", reason="reading the notebook needs jupytext")
+  cell = next(c.source for c in jupytext.read(EXAMPLES / "colab_tpu.py").cells
+              if "def install_optaxdecay" in c.source)  # fmt: skip
+  target = tmp_path / spec
+  if spec == "not-a-project":
+    target.mkdir()  # a folder pip cannot install
+  script = (
+    "import os, sys, types\n"
+    "sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+    f"os.environ['OPTAXDECAY_SPEC'] = {str(target)!r}\n"
+    f"exec(compile({cell!r}, 'cell', 'exec'))\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), check=False
+  )
+  assert proc.returncode != 0, proc.stdout
+  error = {"missing": "FileNotFoundError: No optaxdecay checkout at", "not-a-project": (
+    "RuntimeError: pip could not install optaxdecay from")}[spec]  # fmt: skip
+  assert error in proc.stderr and "OPTAXDECAY_SPEC" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_colab_notebook_runs_on_8_simulated_devices(tmp_path):
@@ -302,3 +330,61 @@ def test_colab_notebook_runs_on_8_simulated_devices(tmp_path):
   assert "checks passed" in text, text
   images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
   assert images, "the plot cell produced no image"
+
+
+def test_demo_cli_refuses_bad_flags_before_training_and_shows_defaults(tmp_path):
+  """Every flag is checked by argparse (exit 2, one line naming the flag), before any training;
+  ``--help`` shows the defaults. One interpreter runs the script's entry point per argv."""
+  cases = {
+    "--adam-lr 0": "argument --adam-lr: must be finite and > 0, got 0",
+    "--sgd-lr nan": "argument --sgd-lr: must be finite and > 0, got nan",
+    "--seed -1": "argument --seed: must be finite and >= 0, got -1",
+    "--steps 1.5": "argument --steps: expected int, got '1.5'",
+    "--seeds 1": "argument --seeds: must be finite and >= 2, got 1",
+    "--batch-size 100000": "argument --batch-size: must be at most the 1347 training digits",
+    f"--output {tmp_path}": f"argument --output: expected a .png file path, got '{tmp_path}'",
+    "--output out.txt": "argument --output: expected a .png file path, got 'out.txt'",
+  }
+  script = (
+    "import contextlib, io, runpy, sys\n"
+    f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+    f"cases = {list(cases)!r}\n"
+    "for case in [['--help']] + [c.split() for c in cases]:\n"
+    f"  sys.argv = [{str(EXAMPLES / 'demo.py')!r}, *case]\n"
+    "  out, err = io.StringIO(), io.StringIO()\n"
+    "  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+    "    try:\n"
+    f"      runpy.run_path({str(EXAMPLES / 'demo.py')!r}, run_name='__main__')\n"
+    "      code = 0\n"
+    "    except SystemExit as e:\n"
+    "      code = e.code\n"
+    "  lines = (out.getvalue() + err.getvalue()).strip().splitlines()\n"
+    "  print(repr((' '.join(case), code, lines[-1] if case[0] != '--help' else out.getvalue())))\n"
+  )
+  proc = _run(["-c", script], tmp_path)
+  results = [eval(line) for line in proc.stdout.splitlines()]
+  (_, help_code, help_text), *errors = results
+  assert help_code == 0
+  assert "(default: 3000)" in help_text and "(default: 0.001)" in help_text, help_text
+  assert len(errors) == len(cases)
+  for (case, code, last), (want_case, message) in zip(errors, cases.items(), strict=True):
+    assert case == want_case and code == 2, (case, code, last)
+    assert last == f"python examples/demo.py: error: {message}", last
+  assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_demo_verdicts_come_from_the_numbers():
+  """A diverged run or one that did not move gets no verdict; the rest are read against how far
+  training moved the weights, at the dtype's tolerance (the labels were fixed strings)."""
+  import numpy as np
+
+  demo = pytest.importorskip("demo")
+  init = {"w": np.zeros(3, np.float32)}
+  run = lambda w: demo.RunResult({"w": np.asarray(w, np.float32)}, 0.0, 0.0, None, None, 0.0)
+  f32 = np.dtype(np.float32)
+  assert demo._verdict(float("nan"), run([1.0, 1, 1]), init, f32).startswith("diverged")
+  assert demo._verdict(1.0, run([np.inf, 1, 1]), init, f32).startswith("diverged")
+  assert demo._verdict(0.0, run([0.0, 0, 0]), init, f32).startswith("the weights did not move")
+  assert demo._verdict(1e-4, run([2.0, 0, 0]), init, f32).startswith("equivalent")
+  assert demo._verdict(0.5, run([2.0, 0, 0]), init, f32).startswith("not equivalent")
+  assert demo._verdict(1e-4, run([2.0, 0, 0]), init, np.dtype(np.float64)).startswith("not")

@@ -59,18 +59,64 @@ def test_pytorch_param_groups_no_decay_list():
   assert got == want
 
 
+def _timm_vit():
+  """A ViT with timm's parameter names: the four tokens of ``no_weight_decay()`` (register and
+  distillation tokens included), 3-D, so the ``ndim`` rule alone would decay them."""
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  nn = torch.nn
+
+  class Block(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.norm1, self.norm2 = nn.LayerNorm(8), nn.LayerNorm(8)
+      self.attn = nn.Module()
+      self.attn.qkv, self.attn.proj = nn.Linear(8, 24), nn.Linear(8, 8)
+      self.mlp = nn.Module()
+      self.mlp.fc1, self.mlp.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+
+  class VisionTransformer(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+      self.reg_token = nn.Parameter(torch.zeros(1, 4, 8))
+      self.dist_token = nn.Parameter(torch.zeros(1, 1, 8))
+      self.pos_embed = nn.Parameter(torch.zeros(1, 5, 8))
+      self.patch_embed = nn.Module()
+      self.patch_embed.proj = nn.Conv2d(3, 8, 4, 4)
+      self.blocks = nn.ModuleList([Block(), Block()])
+      self.norm = nn.LayerNorm(8)
+      self.head = nn.Linear(8, 10)
+
+    def no_weight_decay(self):  # timm's VisionTransformer.no_weight_decay
+      return {"pos_embed", "cls_token", "dist_token", "reg_token"}
+
+  model = VisionTransformer()
+  params = {n: jnp.asarray(p.detach().numpy()) for n, p in model.named_parameters()}
+  return model, params
+
+
 def test_timm_param_groups_weight_decay():
-  """timm ``param_groups_weight_decay``: no decay if ndim <= 1, '.bias', or in the list."""
-  _, model, params = _torch_model()
-  no_weight_decay_list = {"pos_embed", "cls_token"}
+  """timm ``param_groups_weight_decay``: no decay if ndim <= 1, '.bias', or a name the model's
+  ``no_weight_decay()`` lists (matched with ``fnmatch``), on a ViT's real names."""
+  import fnmatch
+
+  model, params = _timm_vit()
+  skip = model.no_weight_decay()
   want = {
-    n: not (p.ndim <= 1 or n.endswith(".bias") or n in no_weight_decay_list)
+    n: not (p.ndim <= 1 or n.endswith(".bias") or any(fnmatch.fnmatch(n, s) for s in skip))
     for n, p in model.named_parameters()
   }
-  got = od.decay_mask(
-    exclude=("bias",), min_ndim=2, exclude_regex=[f"^{n}$" for n in no_weight_decay_list]
-  )(params)
-  assert got == want
+  assert not any(want[t] for t in skip)  # the tokens are 3-D: only the list keeps them out
+  spelled = od.decay_mask(
+    exclude=("bias",),
+    min_ndim=2,
+    exclude_regex=("^pos_embed$", "^cls_token$", "^reg_token$", "^dist_token$"),
+  )
+  general = od.decay_mask(
+    exclude=("bias",), min_ndim=2, exclude_regex=["^" + fnmatch.translate(s) for s in skip]
+  )
+  assert spelled(params) == want
+  assert general(params) == want
 
 
 HF_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
@@ -188,3 +234,111 @@ def test_keras_exclude_from_weight_decay():
   assert _flat(got(params)) == want
   by_name = {path.split("/")[-1]: decayed for path, decayed in want.items()}
   assert by_name == {"kernel": True, "bias": False, "gamma": False, "beta": True}
+
+
+def _hf_decayed(model, torch) -> set[str]:
+  """transformers' ``Trainer.get_decay_parameter_names``, re-typed: the name patterns and the
+  ``nn.LayerNorm`` modules."""
+  patterns = [re.compile(p) for p in HF_PATTERNS]
+
+  def names(module):
+    result = []
+    for name, child in module.named_children():
+      result += [
+        f"{name}.{n}"
+        for n in names(child)
+        if not isinstance(child, torch.nn.LayerNorm)
+        and not any(p.search(f"{name}.{n}".lower()) for p in patterns)
+      ]
+    result += [k for k in module._parameters if not any(p.search(k.lower()) for p in patterns)]
+    return result
+
+  return set(names(model))
+
+
+def _gpt2():
+  """GPT-2 with Hugging Face's module names and classes (``GPT2LMHeadModel``, 2 blocks)."""
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  nn = torch.nn
+
+  class Block(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.ln_1, self.ln_2 = nn.LayerNorm(8), nn.LayerNorm(8)
+      self.attn = nn.Module()
+      self.attn.c_attn, self.attn.c_proj = nn.Linear(8, 24), nn.Linear(8, 8)
+      self.mlp = nn.Module()
+      self.mlp.c_fc, self.mlp.c_proj = nn.Linear(8, 32), nn.Linear(32, 8)
+
+  model = nn.Module()
+  model.transformer = nn.Module()
+  model.transformer.wte, model.transformer.wpe = nn.Embedding(16, 8), nn.Embedding(6, 8)
+  model.transformer.h = nn.ModuleList([Block(), Block()])
+  model.transformer.ln_f = nn.LayerNorm(8)
+  model.lm_head = nn.Linear(8, 16, bias=False)
+  return torch, model
+
+
+def _clip():
+  """CLIP with Hugging Face's module names and classes (``CLIPModel``, one layer per tower)."""
+  torch = pytest.importorskip("torch", reason="torch is not installed (extra: compat)")
+  nn = torch.nn
+
+  def encoder():
+    layer = nn.Module()
+    layer.self_attn = nn.Module()
+    for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+      setattr(layer.self_attn, proj, nn.Linear(8, 8))
+    layer.layer_norm1, layer.layer_norm2 = nn.LayerNorm(8), nn.LayerNorm(8)
+    layer.mlp = nn.Module()
+    layer.mlp.fc1, layer.mlp.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+    enc = nn.Module()
+    enc.layers = nn.ModuleList([layer])
+    return enc
+
+  model = nn.Module()
+  model.text_model = nn.Module()
+  model.text_model.embeddings = nn.Module()
+  model.text_model.embeddings.token_embedding = nn.Embedding(16, 8)
+  model.text_model.embeddings.position_embedding = nn.Embedding(6, 8)
+  model.text_model.encoder = encoder()
+  model.text_model.final_layer_norm = nn.LayerNorm(8)
+  model.vision_model = nn.Module()
+  model.vision_model.embeddings = nn.Module()
+  model.vision_model.embeddings.class_embedding = nn.Parameter(torch.zeros(8))
+  model.vision_model.embeddings.patch_embedding = nn.Conv2d(3, 8, 4, 4, bias=False)
+  model.vision_model.embeddings.position_embedding = nn.Embedding(5, 8)
+  model.vision_model.pre_layrnorm = nn.LayerNorm(8)  # sic: transformers' name
+  model.vision_model.encoder = encoder()
+  model.vision_model.post_layernorm = nn.LayerNorm(8)
+  model.visual_projection = nn.Linear(8, 4, bias=False)
+  model.text_projection = nn.Linear(8, 4, bias=False)
+  model.logit_scale = nn.Parameter(torch.tensor(2.6592))
+  return torch, model
+
+
+#: The HF Trainer's rule on a ``state_dict`` (no module classes): its name patterns, and the
+#: names of the model's ``nn.LayerNorm`` modules, which the tree cannot tell from a Linear's.
+HF_LAYERNORM_NAMES = {
+  "gpt2": r"(?:^|\.)ln_(?:\d+|f)\.",
+  "clip": r"(?:^|\.)(?:layer_norm\d+|pre_layrnorm|post_layernorm|final_layer_norm)\.",
+}
+
+
+@pytest.mark.parametrize("name", list(HF_LAYERNORM_NAMES))
+def test_hugging_face_trainer_on_gpt2_and_clip_state_dict_names(name):
+  """On a state_dict's names the patterns alone decay GPT-2's ``ln_1/ln_2/ln_f`` and CLIP's
+  ``layer_norm1/2`` and ``pre_layrnorm`` weights (the Trainer excludes them by class); the
+  how-to's line adds each model's LayerNorm module names and agrees leaf for leaf."""
+  torch, model = {"gpt2": _gpt2, "clip": _clip}[name]()
+  params = {n: jnp.asarray(p.detach().numpy()) for n, p in model.named_parameters()}
+  decayed = _hf_decayed(model, torch)
+  want = {n: n in decayed for n in params}
+  patterns_only = od.decay_mask(exclude=(), exclude_regex=[f"(?i){p}" for p in HF_PATTERNS])
+  missed = sorted(n for n, m in patterns_only(params).items() if m and not want[n])
+  assert missed, "the patterns alone should decay some LayerNorm weights on these names"
+  assert all(".weight" in n for n in missed), missed
+  line = od.decay_mask(
+    exclude=(), exclude_regex=[*(f"(?i){p}" for p in HF_PATTERNS), HF_LAYERNORM_NAMES[name]]
+  )
+  assert line(params) == want
