@@ -161,6 +161,19 @@ RATE_HINT = (
   "`rate=optaxdecay.l2_to_decay_rate(l2, learning_rate)`"
 )
 
+#: The same, for the product of the AdamW spelling ``weight_decay=, learning_rate=``.
+PRODUCT_HINT = (
+  ": the product is the fraction of each weight removed per step, so a value >= 1 zeroes or "
+  "flips the weights. `learning_rate` is the optimizer's learning rate (e.g. 1e-3) and "
+  "`weight_decay` the framework's coefficient (e.g. 0.1, PyTorch's and Optax's convention)"
+)
+
+
+def rate_hint(arg: str) -> str:
+  """:data:`PRODUCT_HINT` for the AdamW spelling's product ``arg``, else :data:`RATE_HINT`."""
+  return PRODUCT_HINT if "*" in arg else RATE_HINT
+
+
 #: A per-step rate at or above this removes 1% of each weight per step (a timescale under 100
 #: steps): more likely a framework's ``weight_decay`` than a rate (:func:`warn_per_step_rate`).
 IMPLAUSIBLE_RATE = 1e-2

@@ -161,7 +161,7 @@ class Selection(NamedTuple):
         raise TypeError(
           f"{self.fn}: `mask` selects the leaf {leaf.path!r} of "
           f"{_describe_value(leaf.value)}, but weight decay only applies to floating-point "
-          "leaves. Exclude it with `mask=` (e.g. `optaxdecay.decay_mask(...)`)."
+          f"leaves. {_exclude_hint(leaf.value)}"
         )
     return mults
 
@@ -182,6 +182,14 @@ def _is_inexact(value: Any) -> bool:
     return True
   dtype = getattr(value, "dtype", None)
   return dtype is not None and bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
+def _exclude_hint(value: Any) -> str:
+  if getattr(value, "dtype", None) is None and not isinstance(value, (int, float, complex)):
+    return (  # a function or a module setting: the params were not filtered to their arrays
+      "Pass the arrays only (an Equinox module: `eqx.filter(model, eqx.is_inexact_array)`)."
+    )
+  return "Exclude it with `mask=` (e.g. `optaxdecay.decay_mask(...)`)."
 
 
 def _describe_value(value: Any) -> str:

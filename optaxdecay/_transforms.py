@@ -130,11 +130,11 @@ def _check_scaled(
     if coef * top < high:
       return
     if top == 1:
-      raise ValueError(f"{fn}: `{arg}` must be < {high:g}, got {coef}{_hparams.RATE_HINT}.")
+      raise ValueError(f"{fn}: `{arg}` must be < {high:g}, got {coef}{_hparams.rate_hint(arg)}.")
     at = f" (at {path!r})" if path else ""
     raise ValueError(
       f"{fn}: `{arg}`={coef} times the largest `mask` multiplier {top}{at} is "
-      f"{coef * top}, not < {high:g}{_hparams.RATE_HINT}."
+      f"{coef * top}, not < {high:g}{_hparams.rate_hint(arg)}."
     )
   _checked.check_range(coef * top, fn=fn, arg=f"{arg} * mask multiplier", high=high)
 
@@ -274,10 +274,11 @@ def decoupled_weight_decay(
     learning_rate=lr))`` is ``optax.adamw(lr, weight_decay=wd)`` and
     ``torch.optim.AdamW(lr=lr, weight_decay=wd)`` step for step, warmup included.
   * ``rate``: the fraction of each weight removed per step, multiplied by no
-    learning rate (the seed's :math:`\lambda'`). A constant ``rate`` times a
-    leaf's multiplier of at least ``1e-2`` (a timescale under 100 steps) warns
-    (:class:`PerStepRateWarning`): it is most likely a ``weight_decay`` pasted as
-    a rate; a schedule warns on its peak over steps 0 to :math:`2^{20}`.
+    learning rate (the :math:`\lambda' = \eta\lambda` of the SGD equivalence). A
+    constant ``rate`` times a leaf's multiplier of at least ``1e-2`` (a timescale
+    under 100 steps) warns (:class:`PerStepRateWarning`): it is most likely a
+    ``weight_decay`` pasted as a rate; a schedule warns on its peak over steps 0
+    to :math:`2^{20}`.
 
   **Cautious weight decay** (``cautious=True``; Chen et al., 2025) decays a
   coordinate only where the update does not move it away from zero:

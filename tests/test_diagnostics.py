@@ -127,6 +127,32 @@ def test_describe_mask_flax_nnx_wrapped_and_plain(nnx_model):
   assert wrapped.decayed == 32 + 16 + 8
 
 
+def test_describe_mask_on_an_nnx_module_notes_what_nnx_optimizer_will_meet(nnx_model):
+  """A class rule works on the module (the table) but raises on its state, which is what
+  ``nnx.Optimizer`` calls a mask function with: the description says so; a name rule does not
+  need the note."""
+  nnx, model = nnx_model
+  by_class = od.decay_mask(exclude_modules=("LayerNorm",))
+  report = diagnostics.describe_mask(model, mask=by_class)
+  assert {r.path for r in report.rows if r.decayed} == {"dense/kernel", "head/kernel"}
+  (note,) = report.notes
+  assert "nnx.Optimizer" in note and "mask=<the mask function>(model)" in note
+  assert "note: on the module's nnx.Param state" in str(report)
+  with pytest.raises(ValueError, match="exclude_modules` needs params that carry"):
+    optax.adamw(1e-3, mask=by_class).init(nnx.state(model, nnx.Param))
+  assert diagnostics.describe_mask(model, mask=od.bias_mask).notes == ()
+
+
+def test_describe_mask_on_an_unfiltered_equinox_module_says_to_filter_it():
+  eqx = pytest.importorskip("equinox", reason="equinox is in the [test] extra")
+  mlp = eqx.nn.MLP(2, 2, 3, 1, key=jax.random.key(1))  # its activations are leaves too
+  with pytest.raises(TypeError, match=r"'activation'.*eqx.filter\(model, eqx.is_inexact_array"):
+    diagnostics.describe_mask(mlp, mask=od.bias_mask)
+  with pytest.raises(TypeError, match=r"'activation'.*not an array: pass the arrays only"):
+    diagnostics.describe_mask(mlp, mask={"layers": False, "activation": False,
+                                         "final_activation": False})  # fmt: skip
+
+
 def test_describe_mask_rejects_mismatched_mask():
   with pytest.raises(ValueError, match="describe_mask: `mask` does not match the params"):
     diagnostics.describe_mask(mlp_params(), mask={"Dense_0": True})

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax.traverse_util import unflatten_dict
+from test_doc_blocks import code_blocks
 
 import optaxdecay as od
 
@@ -317,28 +321,38 @@ def _clip():
   return torch, model
 
 
-#: The HF Trainer's rule on a ``state_dict`` (no module classes): its name patterns, and the
-#: names of the model's ``nn.LayerNorm`` modules, which the tree cannot tell from a Linear's.
-HF_LAYERNORM_NAMES = {
-  "gpt2": r"(?:^|\.)ln_(?:\d+|f)\.",
-  "clip": r"(?:^|\.)(?:layer_norm\d+|pre_layrnorm|post_layernorm|final_layer_norm)\.",
-}
+def _howto_names() -> dict[str, Any]:
+  """The how-to's cell that defines ``HF_PATTERNS`` and the LayerNorm names, run as pasted."""
+  text = (Path(__file__).resolve().parent.parent / "docs" / "howto.md").read_text()
+  (cell,) = [src for _, src in code_blocks(text) if "GPT2_LAYERNORMS =" in src]
+  namespace: dict[str, Any] = {"od": od}
+  exec(cell, namespace)  # the documentation's own code, as pasted
+  return namespace
 
 
-@pytest.mark.parametrize("name", list(HF_LAYERNORM_NAMES))
-def test_hugging_face_trainer_on_gpt2_and_clip_state_dict_names(name):
+@pytest.mark.parametrize("layout", ["state_dict", "nested"])
+@pytest.mark.parametrize("name", ["gpt2", "clip"])
+def test_hugging_face_trainer_on_gpt2_and_clip_state_dict_names(name, layout):
   """On a state_dict's names the patterns alone decay GPT-2's ``ln_1/ln_2/ln_f`` and CLIP's
   ``layer_norm1/2`` and ``pre_layrnorm`` weights (the Trainer excludes them by class); the
-  how-to's line adds each model's LayerNorm module names and agrees leaf for leaf."""
+  how-to's line adds each model's LayerNorm module names and agrees leaf for leaf, on the
+  flat ``state_dict`` (dotted keys) and on the same tree nested (``/`` paths)."""
   torch, model = {"gpt2": _gpt2, "clip": _clip}[name]()
-  params = {n: jnp.asarray(p.detach().numpy()) for n, p in model.named_parameters()}
+  howto = _howto_names()
+  flat = {n: jnp.asarray(p.detach().numpy()) for n, p in model.named_parameters()}
   decayed = _hf_decayed(model, torch)
-  want = {n: n in decayed for n in params}
-  patterns_only = od.decay_mask(exclude=(), exclude_regex=[f"(?i){p}" for p in HF_PATTERNS])
-  missed = sorted(n for n, m in patterns_only(params).items() if m and not want[n])
-  assert missed, "the patterns alone should decay some LayerNorm weights on these names"
-  assert all(".weight" in n for n in missed), missed
-  line = od.decay_mask(
-    exclude=(), exclude_regex=[*(f"(?i){p}" for p in HF_PATTERNS), HF_LAYERNORM_NAMES[name]]
+  want = {n: n in decayed for n in flat}
+  if layout == "nested":
+    flat, want = (unflatten_dict(d, sep=".") for d in (flat, want))
+  patterns = [f"(?i){p}" for p in howto["HF_PATTERNS"]]
+  patterns_only = od.decay_mask(exclude=(), exclude_regex=patterns)
+  missed = sorted(
+    path for path, m in _flat(patterns_only(flat)).items() if m and not _flat(want)[path]
   )
-  assert line(params) == want
+  assert missed, "the patterns alone should decay some LayerNorm weights on these names"
+  assert all(path.replace("/", ".").endswith(".weight") for path in missed), missed
+  layernorms = howto[f"{name.upper()}_LAYERNORMS"]
+  line = od.decay_mask(exclude=(), exclude_regex=[*patterns, layernorms])
+  assert line(flat) == want
+  if name == "gpt2":
+    assert howto["gpt2_trainer_rule"](flat) == want

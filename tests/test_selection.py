@@ -339,6 +339,10 @@ def test_rate_times_each_leafs_multiplier_must_be_below_one_not_the_rate_alone()
     tx.init(params)
   with pytest.raises(ValueError, match=r"`rate` must be < 1, got 1.0: .* zeroes or flips"):
     od.decoupled_weight_decay(1.0, mask={"kernel": True, "bias": False})
+  with pytest.raises(ValueError, match=r"`learning_rate \* weight_decay` must be < 1") as err:
+    od.decoupled_weight_decay(weight_decay=1.0, learning_rate=1.0)
+  assert "`learning_rate` is the optimizer's learning rate" in str(err.value)
+  assert "write `decoupled_weight_decay(weight_decay=" not in str(err.value)  # already did
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,11 +13,16 @@ from optaxdecay import _deprecation, _selection, _tree
 from optaxdecay.diagnostics._table import render_table
 
 
-def _shape_dtype(leaf: Any) -> tuple[tuple[int, ...], Any]:
-  shape = tuple(int(d) for d in getattr(leaf, "shape", np.shape(leaf)))
+def _shape_dtype(path: str, leaf: Any) -> tuple[tuple[int, ...], Any]:
   dtype = getattr(leaf, "dtype", None)
   if dtype is None:
     dtype = np.asarray(leaf).dtype
+  if np.dtype(dtype).kind == "O":
+    raise TypeError(
+      f"describe_mask: the leaf at {path!r} is {leaf!r}, not an array: pass the arrays only "
+      "(an Equinox module: `eqx.filter(model, eqx.is_inexact_array)`)."
+    )
+  shape = tuple(int(d) for d in getattr(leaf, "shape", np.shape(leaf)))
   return shape, jnp.dtype(dtype)
 
 
@@ -42,9 +47,11 @@ class MaskDescription:
 
   Attributes:
     rows: one :class:`MaskRow` per parameter leaf, in flatten order.
+    notes: what the table alone does not show (printed after it).
   """
 
   rows: tuple[MaskRow, ...]
+  notes: tuple[str, ...] = ()
 
   @property
   def total(self) -> int:
@@ -67,11 +74,12 @@ class MaskDescription:
     ]
     table = render_table(["path", "shape", "dtype", "count", "decayed"], body, right={3})
     pct = 100.0 * self.decayed / self.total if self.total else 0.0
+    notes = "".join(f"\nnote: {n}" for n in self.notes)
     return (
       f"{table}\n"
       f"decayed: {self.decayed:,} of {self.total:,} parameters ({pct:.1f}%), "
       f"{self.decayed_leaves} of {len(self.rows)} leaves; "
-      f"not decayed: {self.total - self.decayed:,}"
+      f"not decayed: {self.total - self.decayed:,}{notes}"
     )
 
 
@@ -94,9 +102,14 @@ def describe_mask(params: Any, *, mask: _selection.MaskArg = None) -> MaskDescri
   by ``nn.with_partitioning`` or not), Flax NNX state (``nnx.state(model,
   nnx.Param)``, ``Param``-wrapped or plain) and the ``nnx.Module`` itself (its
   ``nnx.Param`` state is described; a mask function is called on the module),
-  Equinox modules and lists/tuples; leaves may be arrays or
-  ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` output, to inspect a model
-  without allocating it).
+  Equinox modules (filtered to their arrays, as the optimizer gets them) and
+  lists/tuples; leaves may be arrays or ``jax.ShapeDtypeStruct``
+  (``jax.eval_shape`` output, to inspect a model without allocating it).
+
+  On an ``nnx.Module`` a mask function is called on the module, as you call it
+  to pass ``mask=m(model)``; ``nnx.Optimizer`` instead calls a mask function on
+  the module's ``nnx.Param`` state, and where that raises (a rule on module
+  classes, which the state does not carry), the description says so in a note.
 
   Args:
     params: the parameters.
@@ -110,7 +123,9 @@ def describe_mask(params: Any, *, mask: _selection.MaskArg = None) -> MaskDescri
 
   Raises:
     ValueError: ``mask`` does not match the params.
-    TypeError: ``mask`` has a non-bool leaf or selects a non-float leaf.
+    TypeError: ``mask`` has a leaf that is neither a bool nor a number, or
+      selects a non-float leaf; a leaf of ``params`` is not an array (a
+      function of an unfiltered Equinox module).
 
   Example:
     >>> import jax.numpy as jnp
@@ -123,12 +138,28 @@ def describe_mask(params: Any, *, mask: _selection.MaskArg = None) -> MaskDescri
     Dense_0/kernel  (3, 4)  float32     12  yes
     decayed: 12 of 16 parameters (75.0%), 1 of 2 leaves; not decayed: 4
   """
+  notes: tuple[str, ...] = ()
   if _tree.is_nnx_module(params):  # what bias_mask and the transforms see: its nnx.Param state
+    module = params
+    params, _ = _tree.nnx_param_state(module)
     if _selection.is_mask_fn(mask):
-      mask = mask(params)
-    params, _ = _tree.nnx_param_state(params)
+      notes = _state_note(mask, params)
+      mask = mask(module)
   rows = []
   for leaf, m in _selection.selected_leaves(mask, params, fn="describe_mask"):
-    shape, dtype = _shape_dtype(leaf.value)
+    shape, dtype = _shape_dtype(leaf.path, leaf.value)
     rows.append(MaskRow(leaf.path, shape, str(dtype), math.prod(shape), m > 0, m))
-  return MaskDescription(tuple(rows))
+  return MaskDescription(tuple(rows), notes)
+
+
+def _state_note(mask: Any, state: Any) -> tuple[str, ...]:
+  """What ``nnx.Optimizer(model, tx)`` meets: the mask function called on the Param state."""
+  try:
+    mask(state)
+  except (ValueError, TypeError) as err:
+    return (
+      "on the module's nnx.Param state (what nnx.Optimizer calls a mask function with) "
+      f"this mask raises ({type(err).__name__}: {str(err).splitlines()[0][:120]}...): pass "
+      "`mask=<the mask function>(model)` to the transform, as this table does.",
+    )
+  return ()
