@@ -31,7 +31,7 @@ _SEPARATORS = re.compile(r"[./]")
 
 #: Containers that carry no module class: a tree of only these (Flax Linen
 #: params, ``nnx.state(...)``, Haiku params) cannot answer ``exclude_modules``.
-_CONTAINER_NAMES = frozenset({"dict", "list", "tuple", "FrozenDict", "State", "NoneType"})
+CONTAINER_NAMES = frozenset({"dict", "list", "tuple", "FrozenDict", "State", "NoneType"})
 
 
 def leaf_name(names: Any) -> str | None:
@@ -164,21 +164,11 @@ def _rule_mask(
 
   def mask_fn(params: Any) -> Any:
     _reject_step_count(params)
-    if _tree.is_nnx_module(params):
-      state, by_path = _tree.nnx_param_state(params)
-
-      def with_modules(leaf: _tree.Leaf) -> _tree.Leaf:
-        classes = tuple(
-          by_path[leaf.names[:k]] for k in range(len(leaf.names)) if leaf.names[:k] in by_path
-        )
-        return leaf._replace(classes=classes)
-
-      if check is not None:
-        check([with_modules(leaf) for leaf in _tree.flatten_leaves(state)[0]])
-      return _tree.map_leaves(lambda leaf: rule(with_modules(leaf)), state)
+    tree, leaves = _tree.param_leaves(params)
     if check is not None:
-      check(_tree.flatten_leaves(params)[0])
-    return _tree.map_leaves(rule, params)
+      check(leaves)
+    rules = iter([rule(leaf) for leaf in leaves if not leaf.absent])
+    return _tree.map_leaves(lambda _: next(rules), tree)
 
   return mask_fn
 
@@ -186,7 +176,7 @@ def _rule_mask(
 def _module_check(modules: _Modules, leaves: list[_tree.Leaf], *, fn: str) -> None:
   """A ``*_modules`` rule's check of the params: they carry classes, and each name is a class."""
   seen = {c for leaf in leaves for c in leaf.classes}
-  if leaves and all(c.__name__ in _CONTAINER_NAMES for c in seen):
+  if leaves and all(c.__name__ in CONTAINER_NAMES for c in seen):
     regex = modules.arg.replace("_modules", "_regex")
     raise ValueError(
       f"{fn}: `{modules.arg}` needs params that carry their module classes (Equinox "
@@ -198,7 +188,7 @@ def _module_check(modules: _Modules, leaves: list[_tree.Leaf], *, fn: str) -> No
   in_tree = {k.__name__ for c in seen for k in c.__mro__}
   unknown = sorted(n for n in modules.names - in_tree if not _class_named(n, seen))
   if unknown:
-    present = sorted({c.__name__ for c in seen} - _CONTAINER_NAMES)
+    present = sorted({c.__name__ for c in seen} - CONTAINER_NAMES)
     raise ValueError(
       f"{fn}: `{modules.arg}` names {unknown}, but no class of that name is defined "
       f"(the params' module classes are {present}). Check the spelling, or pass the "

@@ -281,6 +281,27 @@ def nnx_param_state(module: Any) -> tuple[Any, dict[Names, type]]:
   return nnx.state(module, nnx.Param), classes
 
 
+def param_leaves(params: Any) -> tuple[Any, list[Leaf]]:
+  """The params as an optimizer gets them, and their :class:`Leaf` records.
+
+  An ``nnx.Module`` becomes ``nnx.state(module, nnx.Param)``, whose leaves carry
+  the classes of the submodules that enclose them (the state alone has none);
+  anything else is returned as it is, with :func:`flatten_leaves`' records.
+  """
+  if not is_nnx_module(params):
+    return params, flatten_leaves(params)[0]
+  state, by_path = nnx_param_state(params)
+  leaves = [
+    leaf._replace(
+      classes=tuple(
+        by_path[leaf.names[:k]] for k in range(len(leaf.names)) if leaf.names[:k] in by_path
+      )
+    )
+    for leaf in flatten_leaves(state)[0]
+  ]
+  return state, leaves
+
+
 def key_names_from_graph(path: Sequence[Any]) -> Names:
   """An NNX graph path (a tuple of keys) as ``str``/``int`` components."""
   return tuple(k if isinstance(k, int) else str(k) for k in path)

@@ -1,13 +1,7 @@
 """``diagnostics.audit``: what any optimizer really does to each weight, measured as a black box.
 
-The method (``docs/diagnostics.md``, "Audit any optimizer"): the same gradient sequence runs
-through ``tx.update`` twice, with the params held fixed at ``w`` and at ``(1 + δ)·w``. Whatever
-in the update is proportional to the weights differs between the two runs, nothing else does,
-so ``rate = −(u((1+δ)w) − u(w)) / (δ·w)`` per coordinate, read at the last of ``steps`` calls
-(momentum has reached its steady state by then). Repeating with gradients of a small and a large
-scale tells a decoupled decay (the rate does not change) from an L2 term inside an adaptive
-optimizer (it changes by orders of magnitude: weights with a large gradient history are
-regularized less).
+The measurement is :mod:`optaxdecay.diagnostics._probe`'s; this module turns its counts into a
+verdict per leaf (none, decoupled, coupled, anchored, non-finite), the report, and the warnings.
 """
 
 from __future__ import annotations
@@ -22,13 +16,28 @@ import numpy as np
 import optax
 
 from optaxdecay import _hparams, _masks, _tree
+from optaxdecay.diagnostics import _probe
 from optaxdecay.diagnostics._precision import lost_steps
 from optaxdecay.diagnostics._table import render_table
 
 #: Gradient scales (per coordinate) of the three measurements: small, unit, large.
 SCALES = (1e-2, 1.0, 1e2)
-#: A rate that changes by more than this factor between the small and large scale is coupled.
+#: A rate that changes by more than this factor between two gradient scales is coupled.
 COUPLED_FACTOR = 2.0
+#: On a one-coordinate leaf, a rate whose sign flips on more than this share of the calls (and
+#: less than ``1 -`` it) is a step scaled by the weights (a trust ratio), not a decay.
+MIXED_SIGNS = 0.1
+#: A gradient scale resolves a leaf's rate when at most this share of the counted events (on or
+#: unresolved) is unresolved: the rate is then their mean, with no more than this left out.
+UNRESOLVED = 0.1
+#: An unresolved scale whose floor is this many times below the rate resolved at another scale
+#: shows the rate fell there: coupled.
+FELL = 8.0
+#: A ``'none'`` whose floor is above this per-step rate (10 % of a weight over 10**4 steps)
+#: could hide a decay that matters: it gets a warning.
+UNSEEN = 1e-5
+#: Smallest ``steps``: the rate is read over the second half of the calls.
+MIN_STEPS = 8
 
 
 class AuditRow(NamedTuple):
@@ -36,24 +45,33 @@ class AuditRow(NamedTuple):
 
   Attributes:
     path: the leaf's ``'a/b'`` path, as :func:`~optaxdecay.diagnostics.describe_mask` prints it.
-    kind: ``'none'`` (no part of the update is proportional to the weights), ``'decoupled'``
-      (it is, at a rate that does not depend on the gradients' scale) or ``'coupled'`` (it
-      depends on it: L2 inside an adaptive optimizer).
-    rate: the median over coordinates of the effective per-step rate, at unit gradient scale.
+    kind: ``'none'`` (no part of the update is proportional to the weights, down to ``floor``),
+      ``'decoupled'`` (it is, at a rate that does not depend on the gradients' scale),
+      ``'coupled'`` (it depends on it: L2 inside an adaptive optimizer), ``'anchored'`` (a
+      decay toward the weights at ``tx.init``, such as L2-Init) or ``'non-finite'`` (the
+      updates are inf/nan at every gradient scale).
+    rate: the median over coordinates of the per-step rate when the decay acts, averaged over
+      the measured calls (with a schedule: its mean over them).
     low: its 10th percentile over coordinates.
     high: its 90th percentile.
     ratio: the rate at gradient scale 1e-2 over the rate at 1e2 (1 for decoupled decay, up to
-      1e4 for L2 inside Adam); ``nan`` where there is no rate.
-    spread: the largest over the smallest of the rates at the three gradient scales (1 for
-      decoupled decay); ``nan`` where there is no rate.
+      1e4 for L2 inside Adam); ``nan`` where either is not resolved.
+    spread: the largest over the smallest rate among the gradient scales where it is resolved
+      (1 for decoupled decay); ``nan`` where there is no rate.
     frozen: the optimizer leaves the leaf unchanged for a non-zero gradient.
-    relative: the update of each coordinate depends on the *other* weights of the leaf (a trust
-      ratio or a relative step size: ``optax.lamb``, ``optax.adafactor``): ``rate`` is then the
-      update-to-weight ratio, not a decay toward zero.
+    relative: the update of each coordinate depends on the *other* weights of the leaf, or its
+      dependence on the weight flips sign from call to call (a trust ratio or a relative step
+      size: ``optax.lamb``, ``optax.adafactor``): ``rate`` is then the update-to-weight ratio,
+      not a decay toward zero.
     lr_slope: with a learning-rate schedule (``schedule=``, or ``tx`` made by
       ``optax.inject_hyperparams``), the slope of log rate against log learning rate over the
-      second half of the steps: 1 when the decay follows the schedule (``optax.adamw``: rate
+      measured calls: 1 when the decay follows the schedule (``optax.adamw``: rate
       ``η_t·λ``), 0 when it does not (a constant decoupled decay); ``nan`` when not measured.
+    fraction: the share of the optimizer's steps (and coordinates) on which the decay acts:
+      1 for a decay on every step, about 0.5 for cautious decay, ``1/k`` for a decay applied
+      every ``k``-th step. The mean per-step rate is ``rate * fraction``.
+    floor: for ``'none'``, the smallest per-step rate the measurement could have resolved in
+      the leaf's dtype (a decay below it would go unseen); ``nan`` otherwise.
   """
 
   path: str
@@ -66,6 +84,8 @@ class AuditRow(NamedTuple):
   frozen: bool
   relative: bool = False
   lr_slope: float = math.nan
+  fraction: float = 1.0
+  floor: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,357 +98,205 @@ class AuditReport:
 
   def __str__(self) -> str:
     slopes = any(not math.isnan(r.lr_slope) for r in self.rows)
-    body = []
-    for r in self.rows:
-      cells = [
-        r.path,
-        r.kind + (" (relative)" if r.relative else ""),
-        f"{r.rate:.3g}",
-        f"[{r.low:.3g}, {r.high:.3g}]",
-        "-" if math.isnan(r.ratio) else f"{r.ratio:.3g}",
-        "yes" if r.frozen else "no",
-      ]
-      if slopes:
-        slope = 0.0 if abs(r.lr_slope) < 0.005 else r.lr_slope  # no "-0.00"
-        cells.append("-" if math.isnan(r.lr_slope) else f"{slope:.2f}")
-      body.append(cells)
-    headers = ["path", "kind", "rate/step", "10-90 %", "small/large grad", "frozen"]
-    if slopes:
-      headers.append("follows lr")
-    text = render_table(headers, body, right={2, 4, 6})
+    gated = any(r.fraction < 0.995 for r in self.rows)
+    headers = ["path", "kind", "rate/step", "10-90 %"]
+    headers += ["of steps"] * gated + ["small/large grad", "frozen"] + ["follows lr"] * slopes
+    right = {i for i, h in enumerate(headers) if h in _NUMERIC}
+    text = render_table(headers, [_cells(r, gated, slopes) for r in self.rows], right=right)
     notes = "\n".join(f"warning: {w}" for w in self.warnings)
     return text + (f"\n{notes}" if notes else "")
 
 
-def _noise(params: Any, steps: int, key: Any) -> tuple[Any, Any]:
-  """The audit's gradients: ``g_t = scale * c_t * z``.
-
-  One standard normal draw ``z`` per coordinate (made once) times a standard normal scalar
-  ``c_t`` per step, so drawing the noise costs one pass over the params, not one per step.
-  """
-  k_z, k_c = jax.random.split(key)
-  leaves, treedef = jax.tree.flatten(params)
-  ks = jax.random.split(k_z, max(len(leaves), 1))
-  z = jax.tree.unflatten(
-    treedef,
-    [
-      jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
-      for k, x in zip(ks, leaves, strict=False)
-    ],
-  )
-  return z, jax.random.normal(k_c, (steps,))
+_NUMERIC = frozenset({"rate/step", "of steps", "small/large grad", "follows lr"})
 
 
-def _grad(z: Any, scale: Any, c_t: Any) -> Any:
-  return jax.tree.map(lambda x: (scale * c_t * x).astype(x.dtype), z)
+def _cells(r: AuditRow, gated: bool, slopes: bool) -> list[str]:
+  measured = r.kind not in ("none", "non-finite")
+  if r.kind == "none":
+    rate = f"< {r.floor:.1g}" if r.floor > 0 else "0"
+  else:
+    rate = f"{r.rate:.3g}" if measured else "-"
+  cells = [
+    r.path,
+    r.kind + (" (relative)" if r.relative else ""),
+    rate,
+    f"[{r.low:.3g}, {r.high:.3g}]" if measured else "-",
+  ]
+  if gated:
+    cells.append(f"{100 * r.fraction:.0f}%" if measured else "-")
+  cells += ["-" if math.isnan(r.ratio) else f"{r.ratio:.3g}", "yes" if r.frozen else "no"]
+  if slopes:
+    slope = 0.0 if abs(r.lr_slope) < 0.005 else r.lr_slope  # no "-0.00"
+    cells.append("-" if math.isnan(r.lr_slope) else f"{slope:.2f}")
+  return cells
 
 
-def _measure(tx: optax.GradientTransformation, z: Any, c: Any) -> Any:
-  """``run(scale, params) -> last update``: one jitted scan over ``len(c)`` calls."""
+class _Reading(NamedTuple):
+  """What one pair of runs says about one leaf at one gradient scale."""
 
-  @jax.jit
-  def run(scale: Any, p: Any) -> Any:
-    def body(carry: Any, c_t: Any) -> tuple[Any, None]:
-      state, _ = carry
-      u, state = tx.update(_grad(z, scale, c_t), state, p)
-      return (state, u), None  # only the last update is kept: memory of one update
-
-    state = tx.init(p)
-    first, _ = tx.update(jax.tree.map(jnp.zeros_like, z), state, p)  # the updates' structure
-    (_, last), _ = jax.lax.scan(body, (state, jax.tree.map(jnp.zeros_like, first)), c)
-    return last
-
-  return run
+  state: str  # 'resolved', 'unresolved', 'still' (no update moved) or 'non-finite'
+  rate: float = math.nan
+  low: float = math.nan
+  high: float = math.nan
+  fraction: float = 1.0
+  floor: float = math.nan  # the median smallest resolvable rate (unresolved readings)
+  negative: float = 0.0  # the share of on-events whose rate is negative
 
 
-#: Coordinates per leaf whose rate is recorded at every step for the schedule check.
-TRACKED = 64
+def _read(s: _probe.Stats) -> _Reading:
+  """A decay's rate when on, how often it is on, and how small a rate could be seen."""
+  counted = s.n_on + s.n_unresolved
+  if s.nonfinite:
+    return _Reading("non-finite")
+  if not (counted + s.n_off).any():
+    return _Reading("still")
+  with np.errstate(divide="ignore", invalid="ignore"):
+    floors = (s.s_floor / s.n_unresolved)[s.n_unresolved > 0]
+  bound = float(np.median(floors)) if floors.size else 0.0
+  if not s.n_on.any() or s.n_unresolved.sum() > UNRESOLVED * counted.sum():
+    return _Reading("unresolved", floor=bound)
+  on = s.n_on > 0
+  low, mid, high = np.percentile(s.s_rate[on] / counted[on], [10, 50, 90])
+  fraction = s.n_on.sum() / (s.n_on.sum() + s.n_off.sum())
+  negative = s.n_neg.sum() / s.n_on.sum()
+  return _Reading("resolved", float(mid), float(low), float(high), float(fraction), bound, negative)
 
 
-def _trajectory(
-  tx: optax.GradientTransformation, params: Any, scaled: Any, z: Any, c: Any, delta: float
-) -> tuple[list[Any], Any]:
-  """Per step, the rate of (up to) ``TRACKED`` coordinates of each leaf, and the injected lr.
-
-  Both param trees run in one scan, so the rate is read at every step at the memory of a few
-  coordinates per leaf. The learning rate is ``hyperparams['learning_rate']`` of an
-  ``optax.inject_hyperparams`` state, the value used by that step (``None`` for other states).
-  """
-  w_leaves = jax.tree.leaves(params)
-  picks = [np.flatnonzero(np.ravel(np.asarray(w)) != 0)[:TRACKED] for w in w_leaves]
-
-  def lr_of(state: Any) -> Any:
-    if _injected(state):
-      lr = state.hyperparams.get("learning_rate")
-      if lr is not None:
-        return jnp.asarray(lr, jnp.float32)
-    return None
-
-  @jax.jit
-  def run() -> tuple[list[Any], Any]:
-    def body(carry: Any, c_t: Any) -> tuple[Any, Any]:
-      s0, s1 = carry
-      g = _grad(z, 1.0, c_t)
-      u0, s0 = tx.update(g, s0, params)
-      u1, s1 = tx.update(g, s1, scaled)
-      rates = [
-        -(jnp.ravel(b)[i] - jnp.ravel(a)[i]).astype(jnp.float32)
-        / (delta * jnp.ravel(w)[i]).astype(jnp.float32)
-        for a, b, w, i in zip(
-          jax.tree.leaves(u0), jax.tree.leaves(u1), w_leaves, picks, strict=True
-        )
-      ]
-      return (s0, s1), (rates, lr_of(s0))
-
-    _, out = jax.lax.scan(body, (tx.init(params), tx.init(scaled)), c)
-    return out
-
-  return run()
-
-
-def _injected(state: Any) -> bool:
-  """An ``optax.inject_hyperparams`` state (stateless or stateful schedules)."""
-  hyperparams = getattr(state, "hyperparams", None)
-  return isinstance(state, tuple) and isinstance(hyperparams, dict)
-
-
-def _leaf_values(tree: Any) -> list[Any]:
-  leaves, _ = _tree.flatten_leaves(tree)
-  return [None if leaf.absent else np.asarray(leaf.value, np.float64) for leaf in leaves]
-
-
-def audit(
-  tx: optax.GradientTransformation,
-  params: Any,
-  *,
-  steps: int = 120,
-  delta: float = 0.25,
-  training_steps: int | None = None,
-  schedule: Any = None,
-  key: Any = None,
-) -> AuditReport:
-  r"""Measures what ``tx`` does to each weight: decay or not, decoupled or L2, how strongly.
-
-  ``tx`` is any ``optax.GradientTransformation``, treated as a black box (its state is never
-  read). For each leaf the **effective per-step rate** is the fraction of the weight the update
-  removes per step because of the weight's own value,
-
-  .. math::
-
-    r_i = -\frac{u_i\big((1+\delta)\,w\big) - u_i(w)}{\delta\,w_i},
-
-  with :math:`u(w)` the update after ``steps`` calls on the same noise gradients, the params
-  held at :math:`w` (so momentum and second moments reach their steady state: SGD-momentum
-  :math:`\mu` with L2 :math:`\lambda` gives :math:`\eta\lambda/(1-\mu)`, not
-  :math:`\eta\lambda`). The median over coordinates is ``rate``. Measured with noise of scale
-  1e-2, 1 and 1e2 per coordinate: a rate that changes by more than 2x between any two of them is
-  ``'coupled'`` (an L2 term inside an adaptive optimizer), else ``'decoupled'``; no rate above
-  1e-12 is ``'none'``. ``steps`` (120) is a multiple of every ``optax.MultiSteps`` period up
-  to 6, 8, 10 and 12, so the last call is a real step.
-
-  Warnings name biases, norm scales/offsets and embeddings that decay, leaves the optimizer
-  freezes (no update for a non-zero gradient) that still decay (a decay placed outside
-  ``optax.partition``), an L2 term inside an adaptive optimizer, and, with
-  ``training_steps=T``, a decay timescale :math:`\tau = 1/r` far longer than the run (the decay
-  does nothing) or far shorter (the weights forget their initialization).
-
-  Weight-dependent steps beyond a decay (``optax.lamb``'s trust ratio, ``optax.adafactor``'s
-  relative step) show as a rate too: the update changes with the weights' scale. A third
-  measurement tells them apart: with every other weight of a leaf perturbed, a decay (coupled
-  or not) changes only those coordinates' updates, a step scaled by the leaf's norm changes
-  them all. Such rows have ``relative=True`` and a warning; their ``kind`` then says how that
-  rate depends on the gradients, not that it is a weight decay.
-
-  With a learning-rate ``schedule`` (or a ``tx`` made by ``optax.inject_hyperparams`` with a
-  ``learning_rate``, read from its state), ``lr_slope`` says whether the rate follows it: the
-  slope of log rate against log learning rate over the second half of the steps, 1 for
-  ``optax.adamw`` (rate :math:`\eta_t\lambda`), 0 for a constant
-  :func:`~optaxdecay.decoupled_weight_decay`.
-
-  Args:
-    tx: the optimizer.
-    params: the parameters (any pytree; Linen boxes and NNX ``Variable`` wrappers included).
-    steps: calls of ``tx.update`` per measurement.
-    delta: the relative perturbation of the weights (large enough that the difference of the
-      two updates stands out of float32 rounding of an update driven by gradients of 1e2; a
-      decay linear in the weights is measured exactly whatever its size).
-    training_steps: the length of the run, for the timescale warnings.
-    schedule: the learning-rate schedule ``tx`` uses (step -> float), to measure whether the
-      decay follows it; it must change by 1.5x or more over the second half of the ``steps``.
-    key: a ``jax.random`` key for the noise (default: ``jax.random.key(0)``).
-
-  Returns:
-    An :class:`AuditReport`; ``print`` it for a table.
-
-  Raises:
-    ValueError: ``steps`` or ``training_steps`` not positive, ``delta`` not in ``(0, 1)``,
-      a ``schedule`` that does not change over the second half of the steps.
-    TypeError: a ``schedule`` that is not callable.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> import optax
-    >>> import optaxdecay as od
-    >>> params = {'dense': {'kernel': jnp.ones((4, 3)), 'bias': jnp.ones(3)}}
-    >>> report = od.diagnostics.audit(optax.adamw(1e-3, weight_decay=0.1), params)
-    >>> [(r.path, r.kind, round(r.rate, 6)) for r in report.rows]
-    [('dense/bias', 'decoupled', 0.0001), ('dense/kernel', 'decoupled', 0.0001)]
-    >>> report.warnings[0]
-    "'dense/bias' is a bias and decays (rate 0.0001 per step): exclude it with mask=od.bias_mask."
-  """
-  fn = "audit"
-  steps = _hparams.check_count(steps, fn=fn, arg="steps")
-  _hparams.check_number(delta, fn=fn, arg="delta", low_inclusive=False, high=1.0)
-  if training_steps is not None:
-    training_steps = _hparams.check_count(training_steps, fn=fn, arg="training_steps")
-  if schedule is not None and not callable(schedule):
-    raise TypeError(f"{fn}: `schedule` must be a function step -> learning rate, got {schedule!r}.")
-  key = jax.random.key(0) if key is None else key
-  leaves, _ = _tree.flatten_leaves(params)
-  present = [leaf for leaf in leaves if not leaf.absent]
-
-  def perturbed(factor: Any) -> Any:
-    return _tree.rebuild(
-      params, [leaf.value if leaf.absent else factor(leaf.value) * leaf.value for leaf in leaves]
-    )
-
-  scaled = perturbed(lambda w: 1 + delta)
-  every_other = perturbed(lambda w: 1 + delta * _alternate(w))
-  zeros = perturbed(lambda w: 0)
-  z, c = _noise(params, steps, key)
-  run = _measure(tx, z, c)
-  rates = [_rates(run(scale, params), run(scale, scaled), present, delta) for scale in SCALES]
-  base = _present_values(run(1.0, params))
-  partial = _present_values(run(1.0, every_other))
-  at_zero = _present_values(run(1.0, zeros))
-  slopes = _lr_slopes(tx, params, scaled, z, c, delta, schedule, len(present))
-  rows, warnings = [], []
-  for i, leaf in enumerate(present):
-    local = _locality(base[i], partial[i], np.shape(leaf.value))
-    row = _row(leaf, [r[i] for r in rates], at_zero[i], local, slopes[i])
-    rows.append(row)
-    warnings += _warnings(leaf, row, training_steps)
-  return AuditReport(tuple(rows), tuple(warnings), steps)
-
-
-def _present_values(tree: Any) -> list[Any]:
-  return [v for v in _leaf_values(tree) if v is not None]
-
-
-def _rates(base: Any, moved: Any, present: list[_tree.Leaf], delta: float) -> list[Any]:
-  with np.errstate(divide="ignore", invalid="ignore"):  # zero weights: no rate (dropped)
-    return [
-      -(m - b) / (delta * np.asarray(leaf.value, np.float64))
-      for leaf, b, m in zip(present, _present_values(base), _present_values(moved), strict=True)
-    ]
-
-
-def _alternate(w: Any) -> Any:
-  """1 on every other coordinate (in row-major order), 0 on the rest."""
-  return (jnp.arange(jnp.size(w)) % 2).reshape(jnp.shape(w)).astype(jnp.result_type(w))
-
-
-def _locality(base: Any, partial: Any, shape: tuple[int, ...]) -> bool:
-  """Whether perturbing every other weight leaves the other coordinates' updates unchanged.
+def _local(s: _probe.Stats, pick: np.ndarray) -> bool:
+  """With every other weight perturbed, whether the others' updates stayed as they were.
 
   A decay, coupled or not, acts coordinate by coordinate (Adam's preconditioner too); a trust
   ratio or a relative step size rescales the whole leaf's update with the leaf's norm.
   """
-  on = np.asarray(_alternate(np.zeros(shape)), bool)
-  if on.all() or not on.any():
+  odd = pick % 2 == 1
+  if odd.all() or not odd.any():
     return True
-  diff = np.abs(partial - base)
-  return bool(np.max(diff[~on], initial=0.0) <= 1e-3 * max(np.max(diff[on]), 1e-30))
+  still = s.n_on[~odd].sum()  # even coordinates: not perturbed
+  return bool(still <= 0.01 * s.n_on[odd].sum())
 
 
-def _lr_slopes(
-  tx: optax.GradientTransformation,
-  params: Any,
-  scaled: Any,
-  z: Any,
-  c: Any,
-  delta: float,
-  schedule: Any,
-  n: int,
-) -> list[float]:
-  """Per leaf, d log|rate| / d log lr over the second half of the steps (``nan``: not measured)."""
-  injected = _injected(tx.init(params))
-  if schedule is None and not injected:
-    return [math.nan] * n
-  per_step, lr = _trajectory(tx, params, scaled, z, c, delta)
-  assert len(per_step) == n, (len(per_step), n)
-  steps = len(c)
-  window = np.arange(steps // 2, steps)
-  if schedule is not None:
-    lr = np.asarray([float(schedule(int(t))) for t in window])
-  elif lr is None:
-    return [math.nan] * n
-  else:
-    lr = np.asarray(lr, np.float64)[window]
-  if np.any(lr <= 0) or lr.max() < 1.5 * lr.min():
-    if schedule is None:
-      return [math.nan] * n  # an injected constant learning rate: nothing to follow
-    raise ValueError(
-      f"audit: the learning rate of `schedule` changes by less than 1.5x over steps "
-      f"{window[0]}..{window[-1]} (from {lr.min():.3g} to {lr.max():.3g}, all > 0 needed), so "
-      "whether the decay follows it cannot be measured: pass `steps=` so the second half of the "
-      "steps covers a part of the schedule that changes (e.g. its warmup)."
-    )
-  out = []
-  for r in per_step:
-    rate = np.median(np.abs(np.asarray(r, np.float64)[window]), axis=1) if r.shape[1] else None
-    if rate is None or np.any(rate <= 0):
-      out.append(math.nan)
-    else:
-      out.append(float(np.polyfit(np.log(lr), np.log(rate), 1)[0]))
-  return out
+def _scaling(s: _probe.Stats) -> bool:
+  """Whether the update's size scales with the weight (``|u(w+Δ)/(w+Δ)| = |u(w)/w|``) by a
+  factor that changes from call to call: a step relative to the weight (a trust ratio on a
+  one-coordinate leaf), which a decay — a constant factor — is not."""
+  if s.n_eligible == 0 or s.n_proportional < 0.9 * s.n_eligible:
+    return False
+  calls = s.per_call[np.isfinite(s.per_call)]
+  varies = calls.size > 1 and np.std(calls) > 0.01 * np.mean(calls)
+  return bool(s.n_neg.sum() > 0 or varies)
 
 
-def _stats(rate: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
-  finite = rate[(w != 0) & np.isfinite(rate)]
-  if finite.size == 0:
-    return 0.0, 0.0, 0.0
-  lo, med, hi = np.percentile(finite, [10, 50, 90])
-  return float(med), float(lo), float(hi)
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+  """One leaf's readings: per gradient scale, and the unit scale's extra measurements."""
+
+  leaf: _tree.Leaf
+  scales: tuple[_Reading, ...]
+  local: bool
+  anchored: _Reading
+  frozen: bool
+  is_bias: bool
+  per_call: np.ndarray  # the unit pair's rate per call (tracked coordinates), for lr_slope
+  scaling: bool  # the whole update scales with the weight, by a factor that varies
+  rounding: float  # the rate that the rounding of a weight-sized result reads as (K ulp / δ)
 
 
-def _row(
-  leaf: _tree.Leaf, rates: list[Any], at_zero: Any, local: bool, lr_slope: float
-) -> AuditRow:
-  w = np.asarray(leaf.value, np.float64)
-  small, unit, large = (_stats(r, w) for r in rates)
-  rate, low, high = unit
-  frozen = bool(np.all(at_zero == 0))
-  if max(abs(small[0]), abs(unit[0]), abs(large[0])) < 1e-12:
-    return AuditRow(leaf.path, "none", 0.0, 0.0, 0.0, math.nan, math.nan, frozen)
-  ratio = small[0] / large[0] if large[0] != 0 else math.inf
-  # Coupled if the rate moves by more than the factor between *any* two of the three scales:
-  # an L2 term that dominates the gradient at both ends can give a small/large ratio near 1.
-  sizes = [abs(small[0]), abs(unit[0]), abs(large[0])]
+def _row(x: _Leaf, lr_slope: float) -> AuditRow:
+  small, unit, large = x.scales
+  frozen = x.frozen
+  if all(r.state == "non-finite" for r in x.scales):
+    return AuditRow(x.leaf.path, "non-finite", math.nan, math.nan, math.nan, math.nan, math.nan,
+                    frozen)  # fmt: skip
+  usable = [r for r in x.scales if r.state == "resolved"]
+  if not usable:
+    if x.anchored.state == "resolved":
+      a = x.anchored
+      return AuditRow(x.leaf.path, "anchored", a.rate, a.low, a.high, math.nan, math.nan, frozen,
+                      not x.local, lr_slope, a.fraction)  # fmt: skip
+    floors = [r.floor for r in x.scales if r.state == "unresolved"]
+    return AuditRow(x.leaf.path, "none", 0.0, 0.0, 0.0, math.nan, math.nan, frozen,
+                    floor=min(floors, default=0.0))  # fmt: skip
+  sizes = [abs(r.rate) for r in usable]
   spread = max(sizes) / min(sizes) if min(sizes) > 0 else math.inf
-  kind = "coupled" if spread > COUPLED_FACTOR else "decoupled"
-  return AuditRow(leaf.path, kind, rate, low, high, ratio, spread, frozen, not local, lr_slope)
+  # A scale where the rate was not resolved bounds it from above: far below the others, the
+  # rate must have fallen there (L2 inside Adam at large gradients).
+  fell = any(r.state == "unresolved" and r.floor * FELL < max(sizes) for r in x.scales)
+  kind = "coupled" if spread > COUPLED_FACTOR or fell else "decoupled"
+  main = unit if unit.state == "resolved" else usable[0]
+  both = small.state == large.state == "resolved"
+  ratio = small.rate / large.rate if both else math.nan
+  mixed = unit.state == "resolved" and MIXED_SIGNS < unit.negative < 1 - MIXED_SIGNS
+  if mixed and x.local and max(abs(main.low), abs(main.high)) < x.rounding:
+    # Rates of either sign, all within the rounding of a weight-sized result: an update
+    # computed as `new_params - params` (schedule-free), not a dependence on the weights.
+    return AuditRow(x.leaf.path, "none", 0.0, 0.0, 0.0, math.nan, math.nan, frozen,
+                    floor=x.rounding)  # fmt: skip
+  relative = not x.local or mixed or x.scaling
+  return AuditRow(x.leaf.path, kind, main.rate, main.low, main.high, ratio, spread, frozen,
+                  relative, lr_slope, main.fraction)  # fmt: skip
 
 
-def _warnings(leaf: _tree.Leaf, row: AuditRow, training_steps: int | None) -> list[str]:
-  if row.kind == "none":
-    return []
-  out = []
-  name = _masks.leaf_name(leaf.names) or ""
-  ndim = np.ndim(leaf.value)
+# --- the warnings ----------------------------------------------------------------------------
+
+
+def _dtype(leaf: _tree.Leaf) -> np.dtype:
+  """The leaf's dtype as JAX sees it (a Python float: float32)."""
+  return np.dtype(jnp.result_type(leaf.value))
+
+
+def _module(leaf: _tree.Leaf) -> str | None:
+  """The name of the innermost module class enclosing ``leaf`` (``None``: only containers)."""
+  names = [c.__name__ for c in leaf.classes if c.__name__ not in _masks.CONTAINER_NAMES]
+  return names[-1] if names else None
+
+
+def _role(x: _Leaf) -> str | None:
+  """``'bias'``, ``'norm'``, ``'embedding'`` or ``None``: by module class where the tree has
+  them, else by name; a bias by :func:`~optaxdecay.bias_mask`'s own rule; an embedding is a
+  2-D lookup table (a conv kernel named ``embedding`` is not one)."""
+  if x.is_bias:
+    return "bias"
+  ndim = np.ndim(x.leaf.value)
+  module = _module(x.leaf)
+  if module is not None:
+    if "Norm" in module:
+      return "norm"
+    return "embedding" if "Embed" in module and ndim == 2 else None
+  parts = [str(n).lower() for n in x.leaf.names]
+  if _masks.leaf_name(x.leaf.names) == "scale" or any(
+    "norm" in p or p.startswith("ln_") or p == "ln" for p in parts
+  ):
+    return "norm"
+  if ndim == 2 and any("embed" in p or p in ("wte", "wpe") for p in parts):
+    return "embedding"
+  return None
+
+
+_ROLE_WARNING = {
+  "bias": "is a bias and decays (rate {rate:.3g} per step): exclude it with mask=od.bias_mask.",
+  "norm": "is a normalization parameter and decays (rate {rate:.3g} per step).",
+  "embedding": "is an embedding and decays (rate {rate:.3g} per step).",
+}
+
+
+def _warnings(x: _Leaf, row: AuditRow, total: float | None, steps: int | None) -> list[str]:
   at = f"{row.path!r}"
+  out = _scale_warnings(x, row)
+  if row.kind == "none" and row.floor > UNSEEN:
+    dtype = _dtype(x.leaf)
+    out.append(f"{at}: no decay resolved, but in {dtype} a per-step rate below {row.floor:.1g} "
+               "cannot be told from none at these gradient scales (a larger `delta=` resolves "
+               "smaller rates).")  # fmt: skip
+  if row.kind in ("none", "non-finite"):
+    return out
   if row.relative:
-    return [f"{at}: each coordinate's update depends on the leaf's other weights (a trust "
-            "ratio or a relative step size, as in optax.lamb and optax.adafactor): its rate "
-            f"{row.rate:.3g} is the update-to-weight ratio, not a decay toward zero, and a "
-            "weight decay inside it cannot be read off."]  # fmt: skip
-  if name in ("bias", "offset") or (name == "b" and ndim <= 1):
-    out.append(f"{at} is a bias and decays (rate {row.rate:.3g} per step): exclude it with "
-               "mask=od.bias_mask.")  # fmt: skip
-  elif name == "scale" or "norm" in row.path.lower():
-    out.append(f"{at} is a normalization parameter and decays (rate {row.rate:.3g} per step).")
-  elif "embed" in row.path.lower():
-    out.append(f"{at} is an embedding and decays (rate {row.rate:.3g} per step).")
+    return [*out, f"{at}: the update is scaled by the leaf's own weights (a trust ratio or a "
+                  "relative step size, as in optax.lamb and optax.adafactor): its rate "
+                  f"{row.rate:.3g} is the update-to-weight ratio, not a decay toward zero, and a "
+                  "weight decay inside it cannot be read off."]  # fmt: skip
+  role = _role(x)
+  if role is not None:
+    out.append(f"{at} " + _ROLE_WARNING[role].format(rate=row.rate))
   if row.rate < 0:
     out.append(f"{at}: the update *grows* the weight (rate {row.rate:.3g} per step): a decay "
                "added after the learning rate's sign flip (optax.add_decayed_weights after "
@@ -438,29 +306,52 @@ def _warnings(leaf: _tree.Leaf, row: AuditRow, training_steps: int | None) -> li
                "outside the optax.partition / optax.masked that freezes it?")  # fmt: skip
   if row.kind == "coupled":
     out.append(f"{at}: the decay is an L2 term inside an adaptive optimizer: its rate varies "
-               f"{row.spread:.3g}x across gradients of scale 1e-2 to 1e2 (large-gradient weights "
-               "are regularized less); use decoupled decay for one rate.")  # fmt: skip
-  out += _precision_warning(leaf, row)
-  if training_steps is not None and row.rate > 0:
-    tau = 1 / row.rate
-    if tau > 10 * training_steps:
-      out.append(f"{at}: decay timescale {tau:.3g} steps >> the run's {training_steps}: the "
-                 "decay does little in this run.")  # fmt: skip
-    elif tau < training_steps / 10:
-      out.append(f"{at}: decay timescale {tau:.3g} steps << the run's {training_steps}: the "
-                 "weights forget their initialization within the run.")  # fmt: skip
+               f"{row.spread:.3g}x or more across gradients of scale 1e-2 to 1e2 (large-gradient "
+               "weights are regularized less); use decoupled decay for one rate.")  # fmt: skip
+  out += _precision_warning(x.leaf, row)
+  if total is not None and steps is not None:
+    out += _timescale_warning(at, total, steps)
   return out
+
+
+def _scale_warnings(x: _Leaf, row: AuditRow) -> list[str]:
+  """Gradient scales at which the updates were inf/nan, or did not move at all."""
+  dtype = _dtype(x.leaf)
+  at = f"{row.path!r}"
+  if row.kind == "non-finite":
+    return [f"{at}: the updates are inf/nan at every gradient scale tried (1e-2, 1, 1e2) in "
+            f"{dtype}: nothing can be measured, and a run with such updates diverges."]  # fmt: skip
+  bad = [f"{s:g}" for s, r in zip(SCALES, x.scales, strict=True) if r.state == "non-finite"]
+  still = [f"{s:g}" for s, r in zip(SCALES, x.scales, strict=True) if r.state == "still"]
+  out = []
+  if bad:
+    out.append(f"{at}: in {dtype} the updates are inf/nan for gradients of scale "
+               f"{', '.join(bad)} (its state overflows or underflows): the verdict is read at the "
+               "other scales; keep float32 master weights and optimizer state, or scale the "
+               "loss.")  # fmt: skip
+  if still and len(still) < len(SCALES):
+    out.append(f"{at}: the updates are all zero for gradients of scale {', '.join(still)} but "
+               f"not for the others (an overflow to inf in {dtype}, or clipping?): the verdict "
+               "is read at the other scales.")  # fmt: skip
+  return out
+
+
+def _timescale_warning(at: str, total: float, steps: int) -> list[str]:
+  if total <= 0:
+    return []
+  tau = steps / total
+  head = f"{at}: the decay removes Σr = {total:.3g} over the run's {steps} steps (timescale "
+  if total < 0.1:
+    return [f"{head}{tau:.3g} steps): the decay does little in this run."]
+  if total > 10:
+    return [f"{head}{tau:.3g} steps): the weights forget their initialization within the run."]
+  return []
 
 
 def _precision_warning(leaf: _tree.Leaf, row: AuditRow) -> list[str]:
   """The decay steps that the leaf's own dtype rounds away (as ``decay_precision_report``)."""
-  w = np.asarray(leaf.value)
-  if (
-    row.relative
-    or row.rate <= 0
-    or w.dtype == np.float64
-    or not jnp.issubdtype(w.dtype, jnp.floating)
-  ):
+  w = np.asarray(leaf.value, _dtype(leaf))
+  if row.relative or row.rate <= 0 or w.dtype == np.float64:
     return []
   lost = float(np.mean(lost_steps(w.reshape(-1), row.rate))) if w.size else 0.0
   if lost <= 0.01:
@@ -468,3 +359,364 @@ def _precision_warning(leaf: _tree.Leaf, row: AuditRow) -> list[str]:
   return [f"{row.path!r}: in {w.dtype}, {100 * lost:.0f}% of the decay steps (rate {row.rate:.3g}) "
           "round to no change (see diagnostics.decay_precision_report): keep float32 master "
           "weights or decay less often at a larger rate."]  # fmt: skip
+
+
+# --- the inputs ------------------------------------------------------------------------------
+
+
+def _check_tx(tx: Any) -> None:
+  if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
+    return
+  hint = " (call it: e.g. `optax.adamw(1e-3)`, not `optax.adamw`)" if callable(tx) else ""
+  raise TypeError(
+    "audit: `tx` must be an optax.GradientTransformation (with `init` and `update`), got "
+    f"{_hparams.describe(tx)}{hint}."
+  )
+
+
+def _check_params(params: Any) -> tuple[Any, list[_tree.Leaf]]:
+  """The params as the optimizer gets them, and their present leaves, all floating point."""
+  if params is None:
+    raise TypeError("audit: `params` is None: pass the parameters the optimizer updates.")
+  tree, leaves = _tree.param_leaves(params)
+  present = [leaf for leaf in leaves if not leaf.absent]
+  if not present:
+    raise ValueError(
+      f"audit: `params` has no leaves (got {_hparams.describe(params)}): pass the parameters "
+      "the optimizer updates."
+    )
+  for leaf in present:
+    dtype = getattr(leaf.value, "dtype", None)
+    if isinstance(leaf.value, float):  # a Python float leaf: JAX's weakly typed float32
+      continue
+    if isinstance(leaf.value, jax.ShapeDtypeStruct) or dtype is None:
+      raise TypeError(
+        f"audit: the leaf {leaf.path!r} of `params` is {_hparams.describe(leaf.value)}, not an "
+        "array of values (an Equinox module: `eqx.filter(model, eqx.is_inexact_array)`)."
+      )
+    if not jnp.issubdtype(dtype, jnp.floating):
+      raise ValueError(
+        f"audit: the leaf {leaf.path!r} of `params` has dtype {dtype}; the audit measures the "
+        "decay of real floating-point weights: pass only those (and no step counters)."
+      )
+  # Every run gets arrays of one dtype each (a Python float or a weakly typed leaf would make
+  # the perturbed runs a second signature, and a second compile).
+  values = [x.value if x.absent else jnp.asarray(_host(x)) for x in leaves]
+  tree = _tree.rebuild(tree, values)
+  return tree, [x if x.absent else x._replace(value=v) for x, v in zip(leaves, values, strict=True)]
+
+
+def _check_key(key: Any) -> Any:
+  if key is None:
+    return jax.random.key(0)
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.key(int(key))
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and (
+    jnp.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == jnp.uint32 and jnp.shape(key) == (2,))
+  ):
+    return key
+  raise TypeError(
+    f"audit: `key` must be a jax.random key or an int seed, got {_hparams.describe(key)}."
+  )
+
+
+# --- the measurement -------------------------------------------------------------------------
+
+
+def _perturbation(w: np.ndarray, delta: float, *, every_other: bool) -> tuple[Any, np.ndarray]:
+  """``w + Δ`` in ``w``'s dtype and ``1/Δ`` per coordinate (flat, 0 where Δ is 0).
+
+  ``Δ = δ·sign(w)·max(|w|, rms(w))`` (``sign(0) = +1``, ``rms`` 1 on an all-zero leaf): the
+  relative ``δ`` on the leaf's typical weights, and a step of that size on its small and zero
+  ones (a multiplicative step would leave a zero-initialized bias where it is). Computed on the
+  host in float64 (no compile per leaf shape); ``1/Δ`` is of what the dtype kept of ``Δ``.
+  """
+  x = w.astype(np.float64)
+  rms = float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+  step = delta * np.where(x < 0, -1.0, 1.0) * np.maximum(np.abs(x), rms if rms > 0 else 1.0)
+  if every_other:
+    step = np.where(np.arange(x.size).reshape(x.shape) % 2 == 1, step, 0.0)
+  moved = (x + step).astype(w.dtype)
+  actual = np.ravel(moved.astype(np.float64) - x)
+  with np.errstate(divide="ignore"):
+    return jnp.asarray(moved), np.where(actual != 0, 1 / actual, 0.0)
+
+
+def _host(leaf: _tree.Leaf) -> np.ndarray:
+  return np.asarray(leaf.value, _dtype(leaf))
+
+
+def _perturbed(
+  tree: Any, leaves: list[_tree.Leaf], delta: float, *, every_other: bool = False
+) -> tuple[Any, list[np.ndarray]]:
+  values, invs = [], []
+  for leaf in leaves:
+    if leaf.absent:
+      values.append(leaf.value)
+      continue
+    moved, inv = _perturbation(_host(leaf), delta, every_other=every_other)
+    values.append(moved)
+    invs.append(inv[_probe.sample(inv.size)])
+  return _tree.rebuild(tree, values), invs
+
+
+def _zeros(tree: Any, leaves: list[_tree.Leaf]) -> Any:
+  return _tree.rebuild(
+    tree, [x.value if x.absent else jnp.asarray(np.zeros_like(_host(x))) for x in leaves]
+  )
+
+
+def audit(
+  tx: optax.GradientTransformation,
+  params: Any,
+  *,
+  steps: int = 128,
+  delta: float = 0.25,
+  training_steps: int | None = None,
+  schedule: Any = None,
+  key: Any = None,
+) -> AuditReport:
+  r"""Measures what ``tx`` does to each weight: decay or not, decoupled or L2, how strongly.
+
+  ``tx`` is any ``optax.GradientTransformation``, treated as a black box. The same noise
+  gradients go through ``tx.update`` ``steps`` times, with the params held fixed at :math:`w`
+  and, in a second run with its own ``tx.init``, at :math:`w + \Delta`; per coordinate and call,
+
+  .. math::
+
+    r_{i,t} = -\frac{u_{i,t}(w + \Delta) - u_{i,t}(w)}{\Delta_i},
+    \qquad \Delta_i = \delta\,\operatorname{sign}(w_i)\max\big(|w_i|, \operatorname{rms}(w)\big),
+
+  is the fraction of the weight the update removes because of the weight's own value (a
+  perturbation that also moves zero-initialized biases). Over the second half of the calls
+  (momentum and second moments at their steady state: SGD-momentum :math:`\mu` with L2
+  :math:`\lambda` gives :math:`\eta\lambda/(1-\mu)`) each coordinate's rate is averaged over
+  the calls on which the decay acts; ``rate`` is the median over coordinates and ``fraction``
+  the share of calls on which it acts (cautious decay, a decay every :math:`k`-th step). Calls
+  on which the optimizer moves nothing (``optax.MultiSteps``' mini-steps) do not count: the
+  rate is per optimizer step. A difference of the two updates within 8 units in the last place
+  of the update's dtype is not resolved.
+
+  The gradients are noise of scale 1e-2, 1 and 1e2 per coordinate: a rate that changes by more
+  than 2x between the scales where it is resolved (or falls below what can be resolved at one
+  of them) is ``'coupled'`` — an L2 term inside an adaptive optimizer — else ``'decoupled'``.
+  No rate resolved at any scale is ``'none'`` (``floor`` says down to which rate). A decay
+  toward the weights at ``init`` (``anchor='init'``, L2-Init) moves with the perturbed run's
+  init; a third run that starts from the unperturbed run's state measures it: ``'anchored'``.
+  Updates that are inf/nan at every scale are ``'non-finite'``; a scale where they overflow is
+  left out, with a warning.
+
+  A step that depends on the weights beyond a decay (``optax.lamb``'s trust ratio,
+  ``optax.adafactor``'s relative step) reads as a rate too. A run with only every other weight
+  perturbed tells them apart — a decay changes only those coordinates' updates, a step scaled
+  by the leaf's norm changes them all — and on a one-coordinate leaf the sign of such a rate
+  flips from call to call; those rows have ``relative=True`` and one warning.
+
+  Warnings name biases (by :func:`~optaxdecay.bias_mask`'s rule), normalization parameters and
+  embeddings (2-D lookup tables; by module class where the tree carries classes — Equinox, an
+  ``nnx.Module`` — else by name) that decay; leaves the optimizer freezes but that still decay
+  (a decay outside ``optax.partition``); an L2 term inside an adaptive optimizer; a decay the
+  leaf's dtype rounds away; and, with ``training_steps=T``, a total decay
+  :math:`\sum_t r_t` over the run below 0.1 (the decay does little) or above 10 (the weights
+  forget their initialization). With a ``schedule`` that the rate follows, the sum follows the
+  schedule over the whole run.
+
+  With a learning-rate ``schedule`` (or a ``tx`` made by ``optax.inject_hyperparams`` with a
+  ``learning_rate``, read from its state), ``lr_slope`` says whether the rate follows it: the
+  slope of log rate against log learning rate over the measured calls, 1 for ``optax.adamw``
+  (rate :math:`\eta_t\lambda`), 0 for a constant :func:`~optaxdecay.decoupled_weight_decay`.
+
+  Args:
+    tx: the optimizer.
+    params: the parameters (any pytree of floating-point arrays; Linen boxes, NNX state and the
+      ``nnx.Module`` itself, and filtered Equinox modules included).
+    steps: calls of ``tx.update`` per run (at least 8); the second half is measured, so it must
+      hold a few of the optimizer's real steps (``optax.MultiSteps(every_k_schedule=k)``: more
+      than ``2k`` calls).
+    delta: the size of the perturbation relative to the weights, in ``(0, 1]``.
+    training_steps: the number of optimizer steps in the run, for the timescale warnings.
+    schedule: the learning-rate schedule ``tx`` uses (``schedule(t)``: the learning rate of the
+      ``t``-th call of ``tx.update``), to measure whether the decay follows it and to sum it
+      over ``training_steps``; it must change by 1.5x or more over the second half of the
+      ``steps``.
+    key: a ``jax.random`` key or an int seed for the noise (default: ``jax.random.key(0)``).
+
+  Returns:
+    An :class:`AuditReport`; ``print`` it for a table.
+
+  Raises:
+    TypeError: ``tx`` is not a gradient transformation, ``params`` is ``None`` or has a leaf
+      that is not an array, ``schedule`` is not callable, ``key`` is neither a key nor an int.
+    ValueError: ``params`` has no leaves or a leaf that is not real floating point; ``steps``
+      below 8 or ``training_steps`` not positive; ``delta`` not in ``(0, 1]``; a ``schedule``
+      that does not change over the second half of the steps.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optaxdecay as od
+    >>> params = {'dense': {'kernel': jnp.ones((4, 3)), 'bias': jnp.zeros(3)}}
+    >>> report = od.diagnostics.audit(optax.adamw(1e-3, weight_decay=0.1), params)
+    >>> [(r.path, r.kind, round(r.rate, 6)) for r in report.rows]
+    [('dense/bias', 'decoupled', 0.0001), ('dense/kernel', 'decoupled', 0.0001)]
+    >>> report.warnings[0]
+    "'dense/bias' is a bias and decays (rate 0.0001 per step): exclude it with mask=od.bias_mask."
+  """
+  fn = "audit"
+  _check_tx(tx)
+  steps = _hparams.check_count(steps, fn=fn, arg="steps")
+  if steps < MIN_STEPS:
+    raise ValueError(
+      f"audit: `steps` must be at least {MIN_STEPS} (the rate is read over the second half of "
+      f"the calls), got {steps}."
+    )
+  _hparams.check_number(delta, fn=fn, arg="delta", low_inclusive=False, high=1.0,
+                        high_inclusive=True)  # fmt: skip
+  if training_steps is not None:
+    training_steps = _hparams.check_count(training_steps, fn=fn, arg="training_steps")
+  if schedule is not None and not callable(schedule):
+    raise TypeError(f"{fn}: `schedule` must be a function step -> learning rate, got {schedule!r}.")
+  key = _check_key(key)
+  tree, leaves = _check_params(params)
+  readings, injected_lr = _measure(tx, tree, leaves, steps=steps, delta=delta, key=key)
+  lr = _window_lr(injected_lr, schedule, np.arange(steps // 2, steps))
+  rows, warnings = [], []
+  for x in readings:
+    row = _row(x, _slope(x.per_call, lr))
+    rows.append(row)
+    warnings += _warnings(x, row, _total(row, lr, schedule, training_steps), training_steps)
+  warnings += _report_warnings(readings, rows, steps=steps, schedule=schedule,
+                               training_steps=training_steps)  # fmt: skip
+  return AuditReport(tuple(rows), tuple(warnings), steps)
+
+
+def _measure(
+  tx: optax.GradientTransformation,
+  tree: Any,
+  leaves: list[_tree.Leaf],
+  *,
+  steps: int,
+  delta: float,
+  key: Any,
+) -> tuple[list[_Leaf], np.ndarray | None]:
+  """Nine runs of one compiled program: the pair ``(w, w + Δ)`` at each gradient scale; at unit
+  scale also every other weight perturbed, the perturbed weights from the unperturbed ``init``
+  (a decay toward the weights at init) and zero weights (frozen or not)."""
+  present = [leaf for leaf in leaves if not leaf.absent]
+  z, c = _probe.noise(tree, steps, key)
+  moved, inv = _perturbed(tree, leaves, delta)
+  every, inv_every = _perturbed(tree, leaves, delta, every_other=True)
+  record = _probe.recorder(tx, z, c)
+  picks = [_probe.sample(int(np.size(leaf.value))) for leaf in present]
+  w = [
+    np.ravel(np.asarray(leaf.value, np.float64))[p] for leaf, p in zip(present, picks, strict=True)
+  ]
+  pairs = []
+  for scale in SCALES:
+    base = record(scale, tree, tree)
+    pairs.append(_probe.compare(base, record(scale, moved, moved), inv, w))
+    if scale == 1:
+      unit_base = base
+      local = _probe.compare(base, record(scale, every, every), inv_every, w)
+      anchored = _probe.compare(base, record(scale, moved, tree), inv, w)
+      zeros = _zeros(tree, leaves)
+      frozen = [not m for m in _probe.moved(record(scale, zeros, zeros))]
+  decayed = [bool(x.value) for x in _tree.flatten_leaves(_masks.bias_mask(tree))[0] if not x.absent]
+  out = []
+  for i, (leaf, pick) in enumerate(zip(present, picks, strict=True)):
+    scales = tuple(_read(p[i]) for p in pairs)
+    rounding = _probe.K_ULP * float(jnp.finfo(_dtype(leaf)).eps) / delta
+    unit = pairs[1][i]
+    out.append(_Leaf(leaf, scales, _local(local[i], pick), _read(anchored[i]), frozen[i],
+                     not decayed[i], unit.per_call, _scaling(unit), rounding))  # fmt: skip
+  return out, unit_base.lr
+
+
+# --- the learning rate -----------------------------------------------------------------------
+
+
+def _window_lr(injected: np.ndarray | None, schedule: Any, window: np.ndarray) -> np.ndarray | None:
+  """The learning rate of the measured calls: the ``schedule``'s, or the injected one; ``None``
+  where there is none, or an injected one that does not change (nothing to follow)."""
+  if schedule is not None:
+    lr = np.asarray([float(schedule(int(t))) for t in window])
+  elif injected is not None:
+    lr = injected
+  else:
+    return None
+  if np.all(lr > 0) and lr.max() >= 1.5 * lr.min():
+    return lr
+  if schedule is None:
+    return None
+  raise ValueError(
+    f"audit: the learning rate of `schedule` changes by less than 1.5x over steps "
+    f"{window[0]}..{window[-1]} (from {lr.min():.3g} to {lr.max():.3g}, all > 0 needed), so "
+    "whether the decay follows it cannot be measured: pass `steps=` so the second half of the "
+    "steps covers a part of the schedule that changes (e.g. its warmup)."
+  )
+
+
+def _slope(per_call: np.ndarray, lr: np.ndarray | None) -> float:
+  """d log rate / d log lr over the calls on which tracked coordinates decayed."""
+  if lr is None:
+    return math.nan
+  ok = np.isfinite(per_call) & (per_call > 0)
+  if ok.sum() < 3 or lr[ok].max() < 1.5 * lr[ok].min():
+    return math.nan
+  return float(np.polyfit(np.log(lr[ok]), np.log(per_call[ok]), 1)[0])
+
+
+def _follows(slope: float) -> bool:
+  return abs(slope - 1) < 0.25
+
+
+def _total(
+  row: AuditRow, lr: np.ndarray | None, schedule: Any, training_steps: int | None
+) -> float | None:
+  """``Σ_t r_t`` over the run: constant, or following the ``schedule`` where the rate does."""
+  if (
+    training_steps is None
+    or row.kind not in ("decoupled", "coupled", "anchored")
+    or row.relative
+    or row.rate <= 0
+  ):
+    return None
+  per_step = row.rate * row.fraction
+  if not _follows(row.lr_slope):
+    return per_step * training_steps
+  if schedule is None or lr is None:
+    return None  # it follows an injected learning rate the audit cannot extrapolate
+  return per_step / float(np.mean(lr)) * _schedule_sum(schedule, training_steps)
+
+
+def _schedule_sum(schedule: Any, steps: int) -> float:
+  """``Σ_{t<steps} schedule(t)``, from at most 4096 evenly spaced steps."""
+  ts = np.unique(np.linspace(0, steps - 1, min(steps, 4096)).round().astype(np.int64))
+  try:
+    values = np.asarray(schedule(jnp.asarray(ts)), np.float64)
+  except Exception:  # a schedule written for one scalar step
+    values = np.asarray([float(schedule(int(t))) for t in ts[:: max(1, len(ts) // 256)]])
+  if values.shape != ts.shape:
+    values = np.asarray([float(schedule(int(t))) for t in ts[:: max(1, len(ts) // 256)]])
+  return float(np.mean(values)) * steps
+
+
+def _report_warnings(
+  readings: list[_Leaf],
+  rows: list[AuditRow],
+  *,
+  steps: int,
+  schedule: Any,
+  training_steps: int | None,
+) -> list[str]:
+  out = []
+  if all(r.state == "still" for x in readings for r in x.scales):
+    out.append(f"no update moved any weight in the measured calls {steps // 2}..{steps - 1}: "
+               "an optax.MultiSteps that accumulates more calls than that? Pass a larger "
+               "`steps=`.")  # fmt: skip
+  follows = [r for r in rows if _follows(r.lr_slope) and r.kind != "none"]
+  if training_steps is not None and schedule is None and follows:
+    out.append("the decay follows the injected learning rate, whose values over the whole run "
+               "the audit cannot see: pass `schedule=` for the timescale warnings.")  # fmt: skip
+  return out
