@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from optaxdecay import _hparams, _selection, _tree
@@ -460,7 +461,7 @@ def _reject_step_count(params: Any) -> None:
     isinstance(params, (jax.Array, np.ndarray, int))
     and not isinstance(params, bool)
     and np.ndim(params) == 0
-    and np.issubdtype(np.asarray(params).dtype, np.integer)
+    and np.issubdtype(jnp.result_type(params), np.integer)
   ):
     raise TypeError(
       "optaxdecay mask: called with an integer scalar instead of params. "

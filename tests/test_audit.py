@@ -13,6 +13,7 @@ before Adam it is coupled to the gradients' scale), audited on a freshly initial
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -298,6 +299,35 @@ def test_the_timescale_is_the_sum_of_the_schedule_over_the_run():
   assert any("pass `schedule=` for the timescale warnings" in w for w in warnings_)
 
 
+def test_under_multisteps_the_schedule_counts_optimizer_steps():
+  """``schedule`` and ``training_steps`` count optimizer steps, as the inner optimizer does:
+  the sum is the same with and without accumulation (Σ of 1e-4·t/1000 over 1,000 steps)."""
+  warm = optax.warmup_cosine_decay_schedule(0.0, 1e-3, 1000, 100_000)
+  plain = optax.adamw(warm, weight_decay=WD)
+  for tx in (plain, optax.MultiSteps(optax.adamw(warm, weight_decay=WD), every_k_schedule=16)):
+    report = audit(tx, {"w": jnp.ones((4, 3))}, schedule=warm, training_steps=1000)
+    assert report.rows[0].lr_slope == pytest.approx(1.0, abs=0.02)
+    (total,) = [float(m) for w in report.warnings for m in re.findall(r"Σr = ([\d.e+-]+) ", w)]
+    assert total == pytest.approx(0.05, rel=0.01)
+
+
+@pytest.mark.parametrize(
+  ("tx", "changing"),
+  [
+    (compat.torch_sgd(0.1, momentum=0.99, weight_decay=1e-4), True),  # ~500 steps to settle
+    (optax.MultiSteps(compat.torch_sgd(0.1, momentum=MU, weight_decay=1e-4), 16), True),
+    (compat.torch_sgd(0.1, momentum=MU, weight_decay=1e-4), False),
+  ],
+  ids=["momentum-0.99", "multisteps-16-momentum", "momentum-0.9"],
+)
+def test_a_rate_still_changing_in_the_window_is_flagged(tx, changing):
+  report = audit(tx, {"w": jnp.linspace(-0.2, 0.2, 12)})
+  warned = any("the rate is still changing over the measured calls" in w for w in report.warnings)
+  assert warned == changing, report
+  if not changing:
+    np.testing.assert_allclose(report.rows[0].rate, 0.1 * 1e-4 / (1 - MU), rtol=1e-3)
+
+
 @pytest.mark.parametrize("key", [0, 1, 2])
 def test_cautious_decay_reads_the_same_whatever_the_key(key):
   rows = _rows(audit(KNOWN["cautious"].make(), FRESH, key=key))
@@ -382,15 +412,32 @@ def test_module_classes_name_norms_and_embeddings_before_names():
 def test_names_without_classes_an_embedding_is_a_2d_table_and_biases_follow_bias_mask():
   vit = {
     "embedding": {"kernel": jnp.ones((2, 2, 3, 4)), "bias": jnp.zeros(4)},  # a conv: no table
-    "pos_embedding": jnp.ones((1, 3, 4)),
+    "pos_embedding": jnp.ones((1, 3, 4)),  # a learned position table, ViT's shape
     "token_embed": {"embedding": jnp.ones((5, 4))},
     "encoder_norm": {"scale": jnp.ones(4)},
     "layers": [jnp.ones((4, 4)), jnp.zeros(4)],  # [W, b]: bias_mask's ndim rule
   }
   report = audit(optax.adamw(LR, weight_decay=WD), vit)
-  assert _warned(report, "an embedding") == {"token_embed/embedding"}
+  assert _warned(report, "an embedding") == {"token_embed/embedding", "pos_embedding"}
   assert _warned(report, "a normalization parameter") == {"encoder_norm/scale"}
   assert _warned(report, "a bias") == {"embedding/bias", "layers/1"}
+
+
+def test_a_flat_state_dict_s_dotted_names_and_buffers():
+  state_dict = {
+    "transformer.wte.weight": jnp.ones((8, 4)),
+    "transformer.h.0.ln_1.weight": jnp.ones(4),
+    "transformer.ln_f.weight": jnp.ones(4),
+    "transformer.h.0.mlp.c_fc.weight": jnp.ones((4, 4)),
+    "bn1.running_mean": jnp.ones(4),
+  }
+  report = audit(optax.adamw(LR, weight_decay=WD), state_dict)
+  assert _warned(report, "an embedding") == {"transformer.wte.weight"}
+  assert _warned(report, "a normalization parameter") == {
+    "transformer.h.0.ln_1.weight", "transformer.ln_f.weight",
+  }  # fmt: skip
+  assert any("'bn1.running_mean' looks like a BatchNorm running statistic" in w
+             for w in report.warnings)  # fmt: skip
 
 
 def test_an_nnx_module_is_audited_as_its_state_with_its_classes(nnx_model):
@@ -458,6 +505,10 @@ def test_a_decay_that_bfloat16_rounds_away_is_flagged():
   assert not any("round to no change" in w for w in kept.warnings)
   lost = audit(optax.adamw(1e-3, weight_decay=1.0), params)  # 0.1 %: below bfloat16's 2**-9
   assert any("in bfloat16, 100% of the decay steps" in w for w in lost.warnings)
+  # AdamW's usual 1e-4 per step: below what the updates resolve in bfloat16, and rounded away.
+  unseen = audit(optax.adamw(1e-3, weight_decay=0.1), params)
+  assert _rows(unseen)["kernel"].kind == "none"
+  assert any("rounded away entirely in bfloat16 anyway" in w for w in unseen.warnings)
 
 
 def test_the_table_prints_every_row_and_its_columns():
@@ -487,6 +538,10 @@ BAD_INPUT = [
     (optax.adam(LR), None, {}, TypeError, r"audit: `params` is None"),
     (optax.adam(LR), {"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)}, {}, ValueError,
      r"audit: the leaf 'step' of `params` has dtype int32"),
+    (optax.adam(LR), {"w": jnp.ones(2), "n": 3}, {}, ValueError,
+     r"audit: the leaf 'n' of `params` has dtype int64"),
+    (optax.inject_hyperparams(optax.adamw)(LR, mask=od.bias_mask), FRESH, {}, TypeError,
+     r"static_args=\('mask',\)"),
     (optax.adam(LR), {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}, {}, TypeError,
      r"audit: the leaf 'w' of `params` is .*not an array of values"),
     (optax.adam(LR), FRESH, {"key": "seed"}, TypeError, r"audit: `key` must be a jax.random key"),
@@ -495,7 +550,7 @@ BAD_INPUT = [
     (optax.adam(LR), FRESH, {"training_steps": 0}, ValueError, r"audit: `training_steps`"),
     (optax.adam(LR), FRESH, {"schedule": LR}, TypeError, r"audit: `schedule` must be a function"),
     (optax.adam(LR), FRESH, {"schedule": optax.constant_schedule(LR)}, ValueError,
-     r"audit: the learning rate of `schedule` changes by less"),
+     r"audit: the learning rate of `schedule` changes by less.*or drop `schedule=`"),
 ]  # fmt: skip
 
 

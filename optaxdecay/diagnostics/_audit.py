@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -36,6 +37,9 @@ FELL = 8.0
 #: A ``'none'`` whose floor is above this per-step rate (10 % of a weight over 10**4 steps)
 #: could hide a decay that matters: it gets a warning.
 UNSEEN = 1e-5
+#: A decoupled rate that changes by more than this between the halves of the measured calls
+#: has not reached its steady state (SGD-momentum 0.99 needs ~500 steps).
+STEADY = 0.1
 #: Smallest ``steps``: the rate is read over the second half of the calls.
 MIN_STEPS = 8
 
@@ -262,20 +266,26 @@ def _role(x: _Leaf) -> str | None:
     if "Norm" in module:
       return "norm"
     return "embedding" if "Embed" in module and ndim == 2 else None
-  parts = [str(n).lower() for n in x.leaf.names]
+  parts = [p.lower() for n in x.leaf.names for p in re.split(r"[./]", str(n))]
+  if parts and parts[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+    return "buffer"
   if _masks.leaf_name(x.leaf.names) == "scale" or any(
     "norm" in p or p.startswith("ln_") or p == "ln" for p in parts
   ):
     return "norm"
+  if any("pos" in p and "embed" in p for p in parts) and ndim >= 2:
+    return "embedding"  # a learned position table, (N, D) or ViT's (1, N, D)
   if ndim == 2 and any("embed" in p or p in ("wte", "wpe") for p in parts):
     return "embedding"
   return None
 
 
 _ROLE_WARNING = {
-  "bias": "is a bias and decays (rate {rate:.3g} per step): exclude it with mask=od.bias_mask.",
-  "norm": "is a normalization parameter and decays (rate {rate:.3g} per step).",
-  "embedding": "is an embedding and decays (rate {rate:.3g} per step).",
+  "bias": "is a bias and decays{how}: exclude it with mask=od.bias_mask.",
+  "norm": "is a normalization parameter and decays{how}.",
+  "embedding": "is an embedding and decays{how}.",
+  "buffer": "looks like a BatchNorm running statistic (a buffer, not a parameter) and "
+  "decays{how}: keep buffers out of the optimizer's params.",
 }
 
 
@@ -283,10 +293,7 @@ def _warnings(x: _Leaf, row: AuditRow, total: float | None, steps: int | None) -
   at = f"{row.path!r}"
   out = _scale_warnings(x, row)
   if row.kind == "none" and row.floor > UNSEEN:
-    dtype = _dtype(x.leaf)
-    out.append(f"{at}: no decay resolved, but in {dtype} a per-step rate below {row.floor:.1g} "
-               "cannot be told from none at these gradient scales (a larger `delta=` resolves "
-               "smaller rates).")  # fmt: skip
+    out.append(_unseen_warning(x, row))
   if row.kind in ("none", "non-finite"):
     return out
   if row.relative:
@@ -295,8 +302,10 @@ def _warnings(x: _Leaf, row: AuditRow, total: float | None, steps: int | None) -
                   f"{row.rate:.3g} is the update-to-weight ratio, not a decay toward zero, and a "
                   "weight decay inside it cannot be read off."]  # fmt: skip
   role = _role(x)
-  if role is not None:
-    out.append(f"{at} " + _ROLE_WARNING[role].format(rate=row.rate))
+  if role is not None and row.rate > 0:
+    toward = ", toward its value at init" if row.kind == "anchored" else ""
+    how = f" (rate {row.rate:.3g} per step{toward})"
+    out.append(f"{at} " + _ROLE_WARNING[role].format(how=how))
   if row.rate < 0:
     out.append(f"{at}: the update *grows* the weight (rate {row.rate:.3g} per step): a decay "
                "added after the learning rate's sign flip (optax.add_decayed_weights after "
@@ -305,13 +314,28 @@ def _warnings(x: _Leaf, row: AuditRow, total: float | None, steps: int | None) -
     out.append(f"{at} is frozen (no update for a non-zero gradient) but decays: is the decay "
                "outside the optax.partition / optax.masked that freezes it?")  # fmt: skip
   if row.kind == "coupled":
+    varies = (f"{row.spread:.3g}x" if row.spread > COUPLED_FACTOR else
+              f"more than {FELL:g}x (it falls below what one scale resolves)")  # fmt: skip
     out.append(f"{at}: the decay is an L2 term inside an adaptive optimizer: its rate varies "
-               f"{row.spread:.3g}x or more across gradients of scale 1e-2 to 1e2 (large-gradient "
-               "weights are regularized less); use decoupled decay for one rate.")  # fmt: skip
+               f"{varies} across gradients of scale 1e-2 to 1e2 (large-gradient weights are "
+               "regularized less); use decoupled decay for one rate.")  # fmt: skip
   out += _precision_warning(x.leaf, row)
   if total is not None and steps is not None:
     out += _timescale_warning(at, total, steps)
   return out
+
+
+def _unseen_warning(x: _Leaf, row: AuditRow) -> str:
+  """A ``none`` whose floor could hide a decay; in low precision, what such a decay would do."""
+  dtype = _dtype(x.leaf)
+  text = (f"{row.path!r}: no decay resolved, but in {dtype} a per-step rate below "
+          f"{row.floor:.1g} cannot be told from none at these gradient scales (a larger "
+          "`delta=` resolves smaller rates)")  # fmt: skip
+  w = np.asarray(x.leaf.value, dtype).reshape(-1)
+  if dtype != np.float64 and w.size and float(np.mean(lost_steps(w, row.floor))) > 0.99:
+    text += (f"; a decay that small is rounded away entirely in {dtype} anyway (see "
+             "diagnostics.decay_precision_report)")  # fmt: skip
+  return text + "."
 
 
 def _scale_warnings(x: _Leaf, row: AuditRow) -> list[str]:
@@ -334,6 +358,28 @@ def _scale_warnings(x: _Leaf, row: AuditRow) -> list[str]:
                f"not for the others (an overflow to inf in {dtype}, or clipping?): the verdict "
                "is read at the other scales.")  # fmt: skip
   return out
+
+
+def _steady_warning(x: _Leaf, row: AuditRow, lr: np.ndarray | None, steps: int) -> list[str]:
+  """A decoupled rate still changing over the measured calls: a momentum (or an accumulation of
+  few optimizer steps) has not reached its steady state, so the rate read is not it."""
+  if row.kind != "decoupled" or row.relative:
+    return []
+  per = x.per_call if lr is None else x.per_call / lr
+  seen = per[np.isfinite(per) & (per > 0)]
+  if seen.size < 2:
+    return []
+  first, last = (float(np.mean(h)) for h in np.array_split(seen, 2))
+  if abs(last / first - 1) <= STEADY:
+    return []
+  side = "below" if last > first else "above"
+  per_lr = " per unit lr" if lr is not None else ""
+  return [
+    f"{row.path!r}: the rate is still changing over the measured calls ({first:.3g} -> "
+    f"{last:.3g} per step{per_lr}): a momentum or an accumulation has not reached its steady "
+    f"state in {steps} calls, so the rate {row.rate:.3g} is {side} it; pass a larger `steps=` "
+    "(about 5/(1 - momentum) optimizer steps).",
+  ]  # fmt: skip
 
 
 def _timescale_warning(at: str, total: float, steps: int) -> list[str]:
@@ -389,7 +435,9 @@ def _check_params(params: Any) -> tuple[Any, list[_tree.Leaf]]:
     dtype = getattr(leaf.value, "dtype", None)
     if isinstance(leaf.value, float):  # a Python float leaf: JAX's weakly typed float32
       continue
-    if isinstance(leaf.value, jax.ShapeDtypeStruct) or dtype is None:
+    if isinstance(leaf.value, int):  # a Python int (or bool): a counter, not a weight
+      dtype = np.dtype(type(leaf.value).__name__ if isinstance(leaf.value, bool) else "int64")
+    elif isinstance(leaf.value, jax.ShapeDtypeStruct) or dtype is None:
       raise TypeError(
         f"audit: the leaf {leaf.path!r} of `params` is {_hparams.describe(leaf.value)}, not an "
         "array of values (an Equinox module: `eqx.filter(model, eqx.is_inexact_array)`)."
@@ -500,7 +548,12 @@ def audit(
 
   The gradients are noise of scale 1e-2, 1 and 1e2 per coordinate: a rate that changes by more
   than 2x between the scales where it is resolved (or falls below what can be resolved at one
-  of them) is ``'coupled'`` — an L2 term inside an adaptive optimizer — else ``'decoupled'``.
+  of them) is ``'coupled'`` — an L2 term inside an adaptive optimizer — else ``'decoupled'``:
+  a rate independent of the gradients' scale (L2 through plain SGD is one; through
+  SGD-momentum it reads its steady-state rate :math:`\eta\lambda/(1-\mu)`, though that decay
+  lags the weights through the momentum buffer). A decoupled rate still changing over the
+  measured calls (a momentum of 0.99, or ``MultiSteps`` leaving few optimizer steps in the
+  window) gets a warning to pass a larger ``steps``.
   No rate resolved at any scale is ``'none'`` (``floor`` says down to which rate). A decay
   toward the weights at ``init`` (``anchor='init'``, L2-Init) moves with the perturbed run's
   init; a third run that starts from the unperturbed run's state measures it: ``'anchored'``.
@@ -537,9 +590,9 @@ def audit(
     delta: the size of the perturbation relative to the weights, in ``(0, 1]``.
     training_steps: the number of optimizer steps in the run, for the timescale warnings.
     schedule: the learning-rate schedule ``tx`` uses (``schedule(t)``: the learning rate of the
-      ``t``-th call of ``tx.update``), to measure whether the decay follows it and to sum it
-      over ``training_steps``; it must change by 1.5x or more over the second half of the
-      ``steps``.
+      ``t``-th optimizer step; under ``optax.MultiSteps``, of its inner optimizer's steps), to
+      measure whether the decay follows it and to sum it over ``training_steps``; it must
+      change by 1.5x or more over the optimizer steps of the second half of the calls.
     key: a ``jax.random`` key or an int seed for the noise (default: ``jax.random.key(0)``).
 
   Returns:
@@ -547,7 +600,8 @@ def audit(
 
   Raises:
     TypeError: ``tx`` is not a gradient transformation, ``params`` is ``None`` or has a leaf
-      that is not an array, ``schedule`` is not callable, ``key`` is neither a key nor an int.
+      that is neither an array nor a Python float, ``schedule`` is not callable, ``key`` is
+      neither a key nor an int.
     ValueError: ``params`` has no leaves or a leaf that is not real floating point; ``steps``
       below 8 or ``training_steps`` not positive; ``delta`` not in ``(0, 1]``; a ``schedule``
       that does not change over the second half of the steps.
@@ -579,13 +633,15 @@ def audit(
     raise TypeError(f"{fn}: `schedule` must be a function step -> learning rate, got {schedule!r}.")
   key = _check_key(key)
   tree, leaves = _check_params(params)
-  readings, injected_lr = _measure(tx, tree, leaves, steps=steps, delta=delta, key=key)
-  lr = _window_lr(injected_lr, schedule, np.arange(steps // 2, steps))
+  readings, injected_lr, moving = _measure(tx, tree, leaves, steps=steps, delta=delta, key=key)
+  lr = _window_lr(injected_lr, schedule, np.arange(steps // 2, steps), moving)
   rows, warnings = [], []
   for x in readings:
     row = _row(x, _slope(x.per_call, lr))
     rows.append(row)
-    warnings += _warnings(x, row, _total(row, lr, schedule, training_steps), training_steps)
+    total = _total(row, lr, schedule, training_steps)
+    warnings += _warnings(x, row, total, training_steps)
+    warnings += _steady_warning(x, row, lr, steps)
   warnings += _report_warnings(readings, rows, steps=steps, schedule=schedule,
                                training_steps=training_steps)  # fmt: skip
   return AuditReport(tuple(rows), tuple(warnings), steps)
@@ -599,7 +655,7 @@ def _measure(
   steps: int,
   delta: float,
   key: Any,
-) -> tuple[list[_Leaf], np.ndarray | None]:
+) -> tuple[list[_Leaf], np.ndarray | None, np.ndarray]:
   """Nine runs of one compiled program: the pair ``(w, w + Δ)`` at each gradient scale; at unit
   scale also every other weight perturbed, the perturbed weights from the unperturbed ``init``
   (a decay toward the weights at init) and zero weights (frozen or not)."""
@@ -630,30 +686,43 @@ def _measure(
     unit = pairs[1][i]
     out.append(_Leaf(leaf, scales, _local(local[i], pick), _read(anchored[i]), frozen[i],
                      not decayed[i], unit.per_call, _scaling(unit), rounding))  # fmt: skip
-  return out, unit_base.lr
+  return out, unit_base.lr, _probe.moving(unit_base)
 
 
 # --- the learning rate -----------------------------------------------------------------------
 
 
-def _window_lr(injected: np.ndarray | None, schedule: Any, window: np.ndarray) -> np.ndarray | None:
-  """The learning rate of the measured calls: the ``schedule``'s, or the injected one; ``None``
-  where there is none, or an injected one that does not change (nothing to follow)."""
+def _window_lr(
+  injected: np.ndarray | None, schedule: Any, window: np.ndarray, moving: np.ndarray
+) -> np.ndarray | None:
+  """The learning rate of the measured calls (``nan`` on calls that move nothing): the
+  ``schedule``'s at each call's optimizer step, or the injected one; ``None`` where there is
+  none, or an injected one that does not change (nothing to follow).
+
+  Under ``optax.MultiSteps`` one call in ``k`` is an optimizer step; ``k`` is read from the
+  calls that moved the weights, and the call ``t`` is the optimizer step ``(t + 1) / k - 1``.
+  """
   if schedule is not None:
-    lr = np.asarray([float(schedule(int(t))) for t in window])
+    k = len(window) / max(int(moving.sum()), 1)
+    step = np.maximum(np.floor((window + 1) / k) - 1, 0).astype(int)
+    lr = np.asarray([float(schedule(int(t))) for t in step])
   elif injected is not None:
     lr = injected
   else:
     return None
-  if np.all(lr > 0) and lr.max() >= 1.5 * lr.min():
+  lr = np.where(moving, lr, np.nan)
+  seen = lr[moving]
+  if seen.size and np.all(seen > 0) and seen.max() >= 1.5 * seen.min():
     return lr
   if schedule is None:
     return None
+  low, high = (seen.min(), seen.max()) if seen.size else (math.nan, math.nan)
   raise ValueError(
-    f"audit: the learning rate of `schedule` changes by less than 1.5x over steps "
-    f"{window[0]}..{window[-1]} (from {lr.min():.3g} to {lr.max():.3g}, all > 0 needed), so "
-    "whether the decay follows it cannot be measured: pass `steps=` so the second half of the "
-    "steps covers a part of the schedule that changes (e.g. its warmup)."
+    f"audit: the learning rate of `schedule` changes by less than 1.5x over the measured "
+    f"optimizer steps (from {low:.3g} to {high:.3g}, all > 0 needed), so whether the decay "
+    "follows it cannot be measured: pass `steps=` so that the second half of the calls covers "
+    "a part of the schedule that changes (e.g. its warmup), or drop `schedule=` for a constant "
+    "learning rate."
   )
 
 
@@ -661,7 +730,7 @@ def _slope(per_call: np.ndarray, lr: np.ndarray | None) -> float:
   """d log rate / d log lr over the calls on which tracked coordinates decayed."""
   if lr is None:
     return math.nan
-  ok = np.isfinite(per_call) & (per_call > 0)
+  ok = np.isfinite(per_call) & (per_call > 0) & np.isfinite(lr)
   if ok.sum() < 3 or lr[ok].max() < 1.5 * lr[ok].min():
     return math.nan
   return float(np.polyfit(np.log(lr[ok]), np.log(per_call[ok]), 1)[0])
@@ -687,7 +756,7 @@ def _total(
     return per_step * training_steps
   if schedule is None or lr is None:
     return None  # it follows an injected learning rate the audit cannot extrapolate
-  return per_step / float(np.mean(lr)) * _schedule_sum(schedule, training_steps)
+  return per_step / float(np.nanmean(lr)) * _schedule_sum(schedule, training_steps)
 
 
 def _schedule_sum(schedule: Any, steps: int) -> float:

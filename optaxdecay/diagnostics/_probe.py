@@ -170,6 +170,15 @@ def recorder(
   return record
 
 
+def moving(run: Record) -> np.ndarray:
+  """Per recorded call, whether any leaf's update moved (``MultiSteps`` mini-steps do not)."""
+  calls = len(run.updates[0]) if run.updates else 0
+  out = np.zeros(calls, bool)
+  for u in run.updates:
+    out |= np.any(u != 0, axis=1)
+  return out
+
+
 def moved(run: Record) -> list[bool]:
   """Per leaf, whether any recorded update of the run is non-zero."""
   return [bool(np.any(u != 0)) for u in run.updates]
