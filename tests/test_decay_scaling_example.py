@@ -167,3 +167,80 @@ def test_from_re_derives_the_page_from_the_saved_run_without_training(ds, result
   assert again == results
   assert (tmp_path / "tables.md").read_text() == ds.markdown(results)
   assert (tmp_path / "best_r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the counts and baselines the page's prose states ------------------------------------------
+
+
+def _count(results, axis_keys, predicate):
+  hits = total = 0
+  for setup in ("mnist1d", "mnist1d_si"):
+    for res in results["setups"][setup]["optimizers"].values():
+      for key in axis_keys:
+        losses = res["losses"][key]
+        total += 1
+        hits += bool(predicate(losses))
+  return hits, total
+
+
+def test_the_prose_counts_are_the_tables(results):
+  """ "lost least in 10 of the 12 MLP rows" (N), "lost most in 9 of the 12 MLP rows (8 of them
+  resolved)" (T), and not resolved from 0 in 3 of the transformer's 4 N rows (r fixed)."""
+  text = PAGE.read_text()
+
+  def least(ls):
+    return ls["timescale"][0] >= max(m for m, _ in ls.values())
+
+  def most(ls):
+    return ls["timescale"][0] <= min(m for m, _ in ls.values())
+
+  def resolved_most(ls):
+    return most(ls) and abs(ls["timescale"][0]) > ls["timescale"][1]
+
+  assert _count(results, ("N×0.5", "N×2"), least) == (10, 12)
+  assert "lost least of\n  the three rules in 10 of the 12 MLP rows" in text
+  assert _count(results, ("T×0.25", "T×4"), most) == (9, 12)
+  assert _count(results, ("T×0.25", "T×4"), resolved_most) == (8, 12)
+  assert "lost most in 9 of the 12 MLP rows (8 of them resolved" in text
+  text_rows = results["setups"]["text"]["optimizers"].values()
+  unresolved = [abs(r["losses"][k]["r fixed"][0]) <= r["losses"][k]["r fixed"][1]
+                for r in text_rows for k in ("N×0.5", "N×2")]  # fmt: skip
+  assert sum(unresolved) == 3
+
+
+def test_the_transformer_barely_beats_byte_count_baselines(results):
+  """The page's baseline table: add-α unigram and bigram tables fitted on the base point's 40
+  training windows, α chosen on validation, scored on the 512 test windows."""
+  sys.path.insert(0, str(ROOT / "examples"))
+  import study
+
+  data, _ = study.load_stdlib_text(n_train=80, n_val=256, n_test=512)
+  n = results["setups"]["text"]["optimizers"]["AdamW"]["points"][0]["n_train"]
+  x, y = data.x_train[:n].ravel(), data.y_train[:n].ravel()
+
+  def unigram(a):
+    p = np.bincount(y, minlength=256) + a
+    return lambda xs, ys: -np.mean(np.log(p[ys] / p.sum()))
+
+  def bigram(a):
+    counts = np.full((256, 256), a)
+    np.add.at(counts, (x, y), 1)
+    p = counts / counts.sum(1, keepdims=True)
+    return lambda xs, ys: -np.mean(np.log(p[xs, ys]))
+
+  scores = {}
+  for name, fit in (("unigram", unigram), ("bigram", bigram)):
+    best = min((0.01, 0.03, 0.1, 0.3, 1.0),
+               key=lambda a: fit(a)(data.x_val.ravel(), data.y_val.ravel()))  # fmt: skip
+    scores[name] = fit(best)(data.x_test.ravel(), data.y_test.ravel())
+  base = {k: r["points"][0]["final"] for k, r in results["setups"]["text"]["optimizers"].items()}
+  transformer = {k: -np.mean(b["re-tuned"]["test"]) for k, b in base.items()}
+  no_decay = -np.mean(base["AdamW"]["λ = 0"]["test"])
+  table = PAGE.read_text()
+  for label, value in (("byte frequencies (unigram)", scores["unigram"]),
+                       ("bigram: frequencies given the previous byte", scores["bigram"]),
+                       ("the transformer, AdamW at the selected `r`", transformer["AdamW"]),
+                       ("the transformer, Adam + L2 at the selected λ", transformer["Adam + L2"]),
+                       ("the transformer with no decay", no_decay)):  # fmt: skip
+    assert f"| {label} | {value:.2f} |" in table, (label, value)
+  assert transformer["AdamW"] - scores["bigram"] < 0.01  # no better than a bigram table
