@@ -143,6 +143,12 @@ class Structure:
     out = [rewrap(raw, v) for raw, v in zip(self._raws, values, strict=True)]
     return jax.tree_util.tree_unflatten(self._treedef, out)
 
+  def unflatten_plain(self, values: Sequence[Any]) -> Any:
+    """The tree again with ``values`` as its leaves, *not* rewrapped: a Linen box or an NNX
+    ``Variable`` becomes its new value (for a state whose leaves have other shapes than the
+    params', which a box's partitioning metadata would not describe)."""
+    return jax.tree_util.tree_unflatten(self._treedef, list(values))
+
 
 def rebuild(tree: Any, values: Sequence[Any]) -> Any:
   """``tree`` with its leaves (as :func:`flatten_leaves` lists them) replaced by ``values``."""

@@ -237,19 +237,31 @@ def test_the_zoo_ids_are_the_specimens_each_family_builds(family):
   assert tuple(s.name for s in built) == zoo.NAMES[family]
 
 
+def _tracked(rate: Any, mask: Any) -> optax.GradientTransformation:
+  """The decay behind ``track_rotation``, which must pass its updates through unchanged."""
+  return optax.chain(od.decoupled_weight_decay(rate, mask=mask), od.diagnostics.track_rotation())
+
+
+#: The rotation monitor joins the matrix behind the decay (it refuses complex leaves).
+TRACKED = Row(_tracked, "rate", {"rate": RATE}, lambda w, c: -c * w)
+
+
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
 @pytest.mark.parametrize("tree", zoo.names())
 def test_every_entry_point_selects_the_annotated_leaves(tree, wrapper):
   spec = zoo.get(tree)
   params = spec.params
   entries = list(ROWS.items())
+  if not any(jnp.iscomplexobj(x) for _, x in zoo.leaf_paths(params)):
+    entries.append(("tracked", TRACKED))
   if wrapper == "checked" or tree == "plain-mixed":
     # Python-float and complex leaves: the AdamW-like optimizers are tested on them below; here
     # the Adam state of a Python float is no concern of the selection.
     entries = [(n, e) for n, e in entries if tree != "plain-mixed" or n not in _ADAM_LIKE]
   outs, frozen = WRAPPERS[wrapper](spec, entries, spec.mask_arg, params)
   for name, u in outs.items():
-    expected = lambda w, s, e=ROWS[name]: _expected(e, w, s)
+    entry = TRACKED if name == "tracked" else ROWS[name]
+    expected = lambda w, s, e=entry: _expected(e, w, s)
     _assert_update(spec, f"{name} in {wrapper}", u, params, frozen, 1.0, expected)
 
 

@@ -83,6 +83,7 @@ SMOKE_RUNS = {
     "--out={out}",
   ],
   "test_decay_scaling_smoke": [str(EXAMPLES / "decay_scaling.py"), "--smoke", "--out={out}"],
+  "test_rotation_smoke": [str(EXAMPLES / "rotation.py"), "--smoke", "--out={out}"],
 }
 
 
@@ -265,6 +266,24 @@ def test_decay_scaling_smoke(smoke):
   assert (n2["steps"], n2["n_train"]) == (2 * base["steps"], 2 * base["n_train"])  # T ∝ N
   assert len(results["setups"]["text"]["text"]["sha256"]) == 64
   _assert_png(out / "best_r.png")
+
+
+def test_rotation_smoke(smoke):
+  _needs_plotting()
+  out, proc = smoke
+  for setup in ("mlp", "transformer"):
+    for name in ("AdamW", "Adam + L2"):
+      assert re.search(rf"^{setup} +{re.escape(name)} +val loss \d", proc.stdout, re.M), proc.stdout
+  results = json.loads((out / "results.json").read_text())
+  run = results["mlp"]["AdamW"]
+  assert len(run["trace"]["step"]) == 40 // 10 and run["trace"]["step"][-1] == 40
+  assert set(run["final"]) == set(run["trace"]["angle"]) == {
+    "dense_0/kernel", "dense_1/kernel", "dense_2/kernel",
+  }  # fmt: skip
+  assert (
+    run["equilibrium"]["angular_update"] > 0 and "equilibrium" not in results["mlp"]["Adam + L2"]
+  )
+  _assert_png(out / "rotation.png")
 
 
 # --- examples/colab_tpu.ipynb ---------------------------------------------------
