@@ -191,18 +191,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
   )
   p.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
-  p.add_argument("--steps", type=int, default=None, help="steps per run (default 4000; smoke 40)")
+  p.add_argument("--steps", type=int, default=None, help="steps per run (default 4000; smoke 20)")
   p.add_argument("--every", type=int, default=None, help="steps between readings (100; smoke 10)")
   p.add_argument("--batch-size", type=int, default=64)
   p.add_argument("--select-steps", type=int, default=None,
-                 help="steps of each selection run (default 1000; smoke 20)")  # fmt: skip
+                 help="steps of each selection run (default 1000; smoke 10)")  # fmt: skip
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", type=Path, default=None,
                  help="where to write results.json and rotation.png (default: docs/)")  # fmt: skip
   args = p.parse_args(argv)
-  args.steps = args.steps or (40 if args.smoke else 4000)
+  args.steps = args.steps or (20 if args.smoke else 4000)
   args.every = args.every or (10 if args.smoke else 100)
-  args.select_steps = args.select_steps or (20 if args.smoke else 1000)
+  args.select_steps = args.select_steps or (10 if args.smoke else 1000)
   if args.steps <= 0 or args.every <= 0 or args.steps % args.every:
     p.error("--steps and --every must be positive, --steps a multiple of --every")
   if args.select_steps <= 0 or args.select_steps % args.every:

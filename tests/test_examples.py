@@ -276,7 +276,7 @@ def test_rotation_smoke(smoke):
       assert re.search(rf"^{setup} +{re.escape(name)} +val loss \d", proc.stdout, re.M), proc.stdout
   results = json.loads((out / "results.json").read_text())
   run = results["mlp"]["AdamW"]
-  assert len(run["trace"]["step"]) == 40 // 10 and run["trace"]["step"][-1] == 40
+  assert len(run["trace"]["step"]) == 20 // 10 and run["trace"]["step"][-1] == 20
   assert set(run["final"]) == set(run["trace"]["angle"]) == {
     "dense_0/kernel", "dense_1/kernel", "dense_2/kernel",
   }  # fmt: skip

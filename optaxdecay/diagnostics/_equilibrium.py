@@ -58,7 +58,7 @@ def equilibrium(
   rate: float | None = None,
   b1: float = 0.9,
   b2: float = 0.99,
-  momentum: float = 0.9,
+  momentum: float = 0.0,
 ) -> Equilibrium:
   r"""The equilibrium angular update per step of a scale-invariant neuron.
 
@@ -103,7 +103,7 @@ def equilibrium(
     rate: optaxdecay's per-step decay rate instead.
     b1: Adam's or Lion's first-moment coefficient.
     b2: Lion's second coefficient (unused by Adam: its second moment only normalizes).
-    momentum: SGD's momentum :math:`\mu`.
+    momentum: SGD's momentum :math:`\mu` (0, as ``optax.sgd``'s default: pass yours).
 
   Returns:
     An :class:`Equilibrium`.
@@ -123,6 +123,11 @@ def equilibrium(
     Across Neural Networks <https://arxiv.org/abs/2305.17212>`_, ICML 2024.
   """
   fn = "equilibrium"
+  if optimizer == "adam" and rate is not None:
+    raise ValueError(
+      f"{fn}: `optimizer`='adam' with a decoupled `rate` (chain(optax.adam(...), "
+      "decoupled_weight_decay(rate))) is AdamW's equilibrium: pass optimizer='adamw'."
+    )
   if optimizer in ("adam+l2", "adam_l2", "adam"):
     raise ValueError(
       f"{fn}: `optimizer`={optimizer!r} has no single equilibrium: L2 inside Adam is divided by "
@@ -133,12 +138,21 @@ def equilibrium(
     )
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"{fn}: `optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
-  lr = _hparams.check_concrete(learning_rate, fn=fn, arg="learning_rate", low=0.0,
-                               low_inclusive=False)  # fmt: skip
-  if (weight_decay is None) == (rate is None):
+  lr = _hparams.check_concrete(learning_rate, fn=fn, arg="learning_rate")
+  if lr == 0:
     raise ValueError(
-      f"{fn}: give exactly one of `weight_decay` (the framework's coefficient, multiplied by "
-      "the learning rate) and `rate` (optaxdecay's per-step rate)."
+      f"{fn}: `learning_rate` is 0 (the end of a schedule that decays to 0?): the weights stop "
+      "turning and there is no equilibrium to reach; pass a learning rate > 0."
+    )
+  if (weight_decay is None) == (rate is None):
+    coefficient = (
+      "the L2 coefficient before optax.sgd, through the momentum"
+      if optimizer == "sgd"
+      else f"optax.{optimizer}'s, multiplied by the learning rate"
+    )
+    raise ValueError(
+      f"{fn}: give exactly one of `weight_decay` ({coefficient}) and `rate` (optaxdecay's "
+      "per-step rate, decoupled_weight_decay(rate) after the optimizer)."
     )
   beta = _hparams.check_concrete(b1, fn=fn, arg="b1", high=1.0)
   mu = _hparams.check_concrete(momentum, fn=fn, arg="momentum", high=1.0)

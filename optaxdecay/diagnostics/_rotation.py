@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -18,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxdecay import _hparams, _tree
+from optaxdecay import _hparams, _selection, _tree
 from optaxdecay.diagnostics._equilibrium import Equilibrium
 from optaxdecay.diagnostics._table import render_table
 
@@ -92,7 +94,9 @@ def _measure(w: Any, u: Any, axis: int, n: int) -> tuple[jax.Array, jax.Array, j
   return angle, norm, relative
 
 
-def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.GradientTransformation:
+def track_rotation(
+  *, neuron_axis: int = -1, ema: float = 0.99, mask: _selection.MaskArg = None
+) -> optax.GradientTransformation:
   r"""Passes the updates through unchanged and records how fast each neuron turns.
 
   Place it **last** in the chain (after the decay), so that it sees the update that is
@@ -107,19 +111,23 @@ def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.Gradien
 
   over the steps whose update moves any weight (``optax.MultiSteps``' mini-steps are skipped,
   inside or outside it). The cost is a few reductions per leaf and a state of three numbers per
-  neuron; read it with :func:`rotation_report`.
+  neuron; read it with :func:`rotation_report`. Give it the decay's ``mask`` to follow only
+  the decayed leaves (the equilibrium is a prediction about those; a neuron of zero weight
+  counts ``|u|/|w| = 0``).
 
   Args:
     neuron_axis: the axis of a leaf that indexes its neurons: ``-1`` for Flax's ``(in, out)``
       kernels and convolutions, ``0`` for Equinox's and PyTorch's ``(out, in)`` weights.
     ema: the running averages' weight on the past (0.99: about the last 100 steps).
+    mask: the leaves to follow, with the contract of every optaxdecay ``mask=`` (``None``:
+      all; e.g. the decay's own mask, such as :func:`~optaxdecay.bias_mask`).
 
   Returns:
     An ``optax.GradientTransformation`` whose updates are its inputs, bit for bit, and whose
     state is a :class:`RotationState`.
 
   Raises:
-    TypeError: ``neuron_axis`` is not an int.
+    TypeError: ``neuron_axis`` is not an int; a bad ``mask``.
     ValueError: ``ema`` not in ``[0, 1)``; at ``init``, a ``neuron_axis`` out of range for a
       leaf of two or more dimensions, or a complex leaf.
 
@@ -140,24 +148,28 @@ def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.Gradien
     Across Neural Networks <https://arxiv.org/abs/2305.17212>`_, ICML 2024.
   """
   fn = "track_rotation"
-  if isinstance(neuron_axis, bool) or not isinstance(neuron_axis, int):
+  if isinstance(neuron_axis, bool) or not isinstance(neuron_axis, numbers.Integral):
     raise TypeError(f"{fn}: `neuron_axis` must be an int, got {_hparams.describe(neuron_axis)}.")
+  axis = int(neuron_axis)
   beta = _hparams.check_concrete(ema, fn=fn, arg="ema", high=1.0)
+  selection = _selection.selection(mask, fn=fn)
 
   def shapes(params: Any) -> tuple[_tree.Structure, list[tuple[int, int] | None]]:
     structure = _tree.Structure(params)
+    followed = selection.resolve(params)
     out: list[tuple[int, int] | None] = []
-    for leaf in structure.leaves:
-      if leaf.absent:
+    for leaf, m in zip(structure.leaves, followed, strict=True):
+      if leaf.absent or m == 0:
         out.append(None)
         continue
       if jnp.iscomplexobj(leaf.value):
         raise ValueError(f"{fn}: the leaf {leaf.path!r} is complex; angles are measured on "
                          "real weights.")  # fmt: skip
-      out.append(_neurons(leaf.value, neuron_axis, path=leaf.path))
+      out.append(_neurons(leaf.value, axis, path=leaf.path))
     return structure, out
 
   def per_leaf(structure: _tree.Structure, values: list[Any]) -> Any:
+    """A state tree in the params' layout: a leaf not followed holds ``None``."""
     raws = [leaf.value if leaf.absent else v for leaf, v in zip(structure.leaves, values,
                                                                 strict=True)]  # fmt: skip
     return structure.unflatten_plain(raws)
@@ -172,9 +184,8 @@ def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.Gradien
                                                                         strict=True)]  # fmt: skip
     fan_in = [None if s is None else jnp.asarray(s[1], jnp.int32) for s in sizes]
     z = per_leaf(structure, zeros)
-    return RotationState(
-      jnp.zeros([], jnp.int32), jnp.zeros([], jnp.float32), z, z, z, per_leaf(structure, fan_in)
-    )
+    weight = jnp.zeros([], float)  # float64 under jax_enable_x64
+    return RotationState(jnp.zeros([], jnp.int32), weight, z, z, z, per_leaf(structure, fan_in))
 
   def update_fn(
     updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
@@ -185,7 +196,7 @@ def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.Gradien
     u_leaves, p_leaves, _ = _tree.align(updates, params, fn=fn)
     structure, sizes = shapes(params)
     moved = jnp.zeros([], bool)
-    for u in u_leaves:
+    for u in u_leaves:  # every leaf, followed or not: a step is a step of the whole model
       if not _tree.is_absent(u):
         moved = moved | jnp.any(u != 0)
     olds = [_leaf_values(t) for t in (state.angle, state.norm, state.relative)]
@@ -195,7 +206,7 @@ def track_rotation(*, neuron_axis: int = -1, ema: float = 0.99) -> optax.Gradien
         for k in range(3):
           news[k].append(None)
         continue
-      for k, x in enumerate(_measure(w, u, neuron_axis, size[0])):
+      for k, x in enumerate(_measure(w, u, axis, size[0])):
         old = olds[k][i]
         news[k].append(jnp.where(moved, beta * old + (1 - beta) * x.astype(old.dtype), old))
     weight = jnp.where(moved, beta * state.weight + (1 - beta), state.weight)
@@ -257,16 +268,22 @@ class RotationReport:
   equilibrium: Equilibrium | None = None
 
   def to_dict(self, prefix: str = "rotation") -> dict[str, float]:
-    """Flat ``{'<prefix>/<path>/<field>': value}`` of the numbers, for a logger."""
-    out: dict[str, float] = {}
+    """Flat ``{'<prefix>/<path>/<field>': value}`` for a logger: the finite numbers of every
+    row (``at_equilibrium`` as 0 or 1), and ``'<prefix>/steps'``; no ``nan`` (strict JSON)."""
+    out: dict[str, float] = {f"{prefix}/steps": float(self.steps)}
+    fields = ("angular_update", "spread", "weight_norm", "relative_update", "predicted", "ratio")
     for row in self.rows:
-      for field in ("angular_update", "spread", "weight_norm", "relative_update", "ratio"):
-        out[f"{prefix}/{row.path}/{field}"] = float(getattr(row, field))
+      for field in fields:
+        value = float(getattr(row, field))
+        if math.isfinite(value):
+          out[f"{prefix}/{row.path}/{field}"] = value
+      if row.at_equilibrium is not None:
+        out[f"{prefix}/{row.path}/at_equilibrium"] = float(row.at_equilibrium)
     return out
 
   def __str__(self) -> str:
     eq = self.equilibrium
-    headers = ["path", "neurons", "angle/step", "90/10 %", "|w|", "|u|/|w|"]
+    headers = ["path", "neurons", "rad/step", "p90/p10", "|w|", "|u|/|w|"]
     if eq is not None:
       headers += ["predicted", "ratio", "at equilibrium"]
     body = []
@@ -287,9 +304,16 @@ def _num(x: float) -> str:
   return "-" if math.isnan(x) else f"{x:.3g}"
 
 
+def _is_state(x: Any) -> bool:
+  """A tracker state: the NamedTuple, or the dict ``nnx.state(optimizer)`` turns it into."""
+  if isinstance(x, RotationState):
+    return True
+  return isinstance(x, Mapping) and set(x) == set(RotationState._fields)
+
+
 def _states(tree: Any) -> list[RotationState]:
-  found = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, RotationState))
-  return [x for x in found if isinstance(x, RotationState)]
+  found = jax.tree_util.tree_leaves(tree, is_leaf=_is_state)
+  return [x if isinstance(x, RotationState) else RotationState(**x) for x in found if _is_state(x)]
 
 
 def rotation_report(opt_state: Any, *, equilibrium: Equilibrium | None = None) -> RotationReport:
@@ -298,7 +322,7 @@ def rotation_report(opt_state: Any, *, equilibrium: Equilibrium | None = None) -
   Args:
     opt_state: any optimizer state holding a :func:`track_rotation` state — a chain's, a
       wrapper's (``optax.masked``, ``optax.partition``: each group's tracker adds its leaves),
-      or an ``nnx.Optimizer`` itself.
+      an ``nnx.Optimizer`` itself or ``nnx.state(optimizer)``.
     equilibrium: the prediction to compare with (from
       :func:`~optaxdecay.diagnostics.equilibrium`).
 
@@ -306,7 +330,7 @@ def rotation_report(opt_state: Any, *, equilibrium: Equilibrium | None = None) -
     A :class:`RotationReport`; ``print`` it for a table, ``to_dict()`` for a logger.
 
   Raises:
-    ValueError: no tracker state in ``opt_state``.
+    ValueError: no tracker state in ``opt_state``, or two trackers following one leaf.
     TypeError: ``equilibrium`` is not an :class:`~optaxdecay.diagnostics.Equilibrium`.
 
   Example:
@@ -338,6 +362,13 @@ def rotation_report(opt_state: Any, *, equilibrium: Equilibrium | None = None) -
   for state in states:
     steps = max(steps, int(_tree.unwrap(state.count)))
     rows += _rows(state, equilibrium)
+  paths = [r.path for r in rows]
+  twice = sorted({p for p in paths if paths.count(p) > 1})
+  if twice:
+    raise ValueError(
+      f"{fn}: more than one track_rotation follows {twice[0]!r}: keep one tracker per leaf "
+      "(say, last in the chain, with the decay's `mask=`)."
+    )
   return RotationReport(tuple(rows), steps, equilibrium)
 
 
