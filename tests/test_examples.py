@@ -159,9 +159,10 @@ def test_demo_cli_smoke(smoke, repository_copy):
   assert adam > 1e3 * max(sgd, 1e-9), proc.stdout
   # Part 2: the four optimizers on MNIST-1D, with intervals and the paired differences.
   for name in ("SGDm + L2", "SGDW", "Adam + L2", "AdamW"):
-    row = rf"^{re.escape(name)} +test acc +\d+\.\d % ± \d+\.\d  \(lr="
+    row = rf"^{re.escape(name)} +test acc +\d+\.\d % \[\d+\.\d, \d+\.\d\]  \(lr="
     assert re.search(row, proc.stdout, re.M), proc.stdout
-  assert len(re.findall(r"^  .* − .*: [-+]\d+\.\d\d ± \d+\.\d\d points", proc.stdout, re.M)) == 3
+  pair = r"^  .* − .*: [-+]\d+\.\d\d \[[-+]\d+\.\d\d, [-+]\d+\.\d\d\] points"
+  assert len(re.findall(pair, proc.stdout, re.M)) == 3, proc.stdout  # two-way intervals
   assert "100%" in proc.stderr  # the progress bar ran to the end
   # By default the figure goes to the repository's git-ignored out/, never the cwd.
   written = Path(_text(r"^figure written to (.+)$", proc.stdout))
@@ -218,28 +219,31 @@ def test_does_it_matter_smoke(smoke):
   pytest.importorskip("mnist1d", reason="the study's data: pip install -e '.[examples]'")
   out, proc = smoke
   text = proc.stdout
-  assert "## MNIST-1D, MLP: selected on validation, test accuracy over 3 fresh seeds" in text
+  tables = (out / "tables.md").read_text()
+  assert tables in text
+  assert "**MNIST-1D, MLP**" in tables
   for name in ("SGDm + L2", "SGDW", "Adam + L2", "AdamW"):
-    assert re.search(rf"^{re.escape(name)} +\S+ +\S+ ", text, re.M), text
-  assert len(re.findall(r"^  \S.* − .*± .*\(", text, re.M)) == 4  # the four paired differences
-  # The twins of the noise floor differ by rounding only: nonzero, tiny.
-  twins = [float(v) for v in re.findall(r" (\d\.\d\de-\d\d)$", text, re.M)]
-  assert len(twins) == 4 and all(0 < v < 1e-3 for v in twins), text
-  # The mechanism on even 30 steps: L2 through Adam shrinks high-gradient weights less.
-  slopes = dict(re.findall(r"^  (Adam \+ L2|AdamW) +λ=\S+: slope ([-+]\d\.\d\d)", text, re.M))
-  assert float(slopes["Adam + L2"]) < -0.5 < float(slopes["AdamW"]), text
-  for png in ("accuracy", "grids", "mechanism"):
-    _assert_png(out / f"does_it_matter_{png}.png")
+    assert re.search(rf"^\| {re.escape(name)} \| \S+ \| \S+ \| ", tables, re.M), tables
+  # The four paired differences, each a mean and a two-way interval.
+  assert len(re.findall(r"^\| \S.* − .* \| \**[-+]\d+\.\d\d \[", tables, re.M)) == 4, tables
   results = json.loads((out / "results.json").read_text())
-  assert set(results["mnist1d"]) == {
+  setup = results["setups"]["mnist1d"]
+  assert results["args"]["seeds"] == 3 and set(setup["opt"]) == {
     "SGDm + L2",
     "SGDW",
     "Adam + L2",
     "AdamW",
-    "coupling",
-    "mechanism_slopes",
   }
-  assert len(results["mnist1d"]["AdamW"]["test"]) == 3
+  adamw = setup["opt"]["AdamW"]
+  # The noise floor's twins differ by rounding only: nonzero, tiny.
+  assert all(0 < r["twin_max_diff"] < 1e-3 for r in setup["opt"].values()), setup
+  # The saved per-example correctness is the saved accuracy (3 seeds × 1,000 test sequences).
+  assert adamw["correct"]["shape"] == [3, 1000]
+  # The mechanism on even 30 steps: L2 through Adam shrinks high-gradient weights less.
+  slopes = {n: np.nanmean(m["slopes"]) for n, m in setup["mechanism"].items()}
+  assert slopes["Adam + L2"] < -0.5 < slopes["AdamW"], slopes
+  for png in ("accuracy", "grids", "mechanism"):
+    _assert_png(out / f"does_it_matter_{png}.png")
 
 
 def test_decay_scaling_smoke(smoke):

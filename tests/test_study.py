@@ -174,6 +174,22 @@ def test_t_interval_covers_the_true_mean_95_percent_of_the_time():
     study.t_interval([1.0])
 
 
+@pytest.mark.parametrize("seed_sd, example_sd", [(0.0, 0.3), (0.02, 0.0), (0.02, 0.3)])
+def test_two_way_interval_adds_the_seed_and_the_test_sample_variances(seed_sd, example_sd):
+  # c[s, e] = a_s + b_e: the mean's variance is var(a)/S + var(b)/E (with the bootstrap's
+  # (n - 1)/n), so each one-way case is the familiar interval and the two-way one adds them.
+  rng = np.random.default_rng(1)
+  s, e = 100, 1000
+  a, b = rng.normal(0, seed_sd, s), rng.normal(0.7, example_sd, e)
+  iv = study.two_way(a[:, None] + b[None, :], scale=1.0)
+  var = a.var() / s + b.var() / e
+  assert iv.mean == pytest.approx(a.mean() + b.mean())
+  assert (iv.high - iv.low) / 2 == pytest.approx(1.96 * np.sqrt(var), rel=0.1)
+  assert iv.resolved == (iv.low > 0 or iv.high < 0)
+  with pytest.raises(ValueError, match=r"study\.two_way: `correct` must be \(seeds, examples\)"):
+    study.two_way(b)
+
+
 def test_best_lambda_slope_recovers_a_power_law_and_ignores_lambda_zero():
   lrs = [0.01, 0.1, 1.0]
   lams = [0.0, 1e-3, 1e-2, 1e-1]

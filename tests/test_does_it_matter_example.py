@@ -1,0 +1,158 @@
+"""``examples/does_it_matter.py``: the docs page and the front door against the saved run.
+
+The page's tables are not typed by hand: they are :func:`does_it_matter.markdown` of the run's
+``results.json`` (saved as ``docs/does_it_matter_results.json``), which keeps each selection's
+per-example test correctness, so every interval is recomputed here, including the two-way ones
+that resample the test examples. The run itself is checked at ``--smoke`` size in
+``tests/test_examples.py::test_does_it_matter_smoke``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "does_it_matter_results.json"
+PAGE = ROOT / "docs" / "does_it_matter.md"
+
+pytest.importorskip("scipy", reason="the study's intervals need scipy (the [examples] extra)")
+
+
+@pytest.fixture(scope="module")
+def dim():
+  path = ROOT / "examples" / "does_it_matter.py"
+  spec = importlib.util.spec_from_file_location("does_it_matter", path)
+  assert spec is not None and spec.loader is not None
+  module = importlib.util.module_from_spec(spec)
+  sys.modules["does_it_matter"] = module
+  spec.loader.exec_module(module)
+  yield module
+  sys.modules.pop("does_it_matter", None)
+
+
+@pytest.fixture(scope="module")
+def results():
+  return json.loads(RESULTS.read_text())
+
+
+@pytest.fixture(scope="module")
+def tables(dim, results):
+  return dim.markdown(results)
+
+
+def test_the_saved_run_is_the_full_protocol(results):
+  assert results["args"] == {"seeds": 10, "grid_seeds": 3, "steps": 0, "smoke": False}
+  assert list(results["setups"]) == ["mnist1d", "mnist1d_si", "mnist"]
+  for setup in results["setups"].values():
+    for r in setup["opt"].values():
+      assert len(r["lrs"]) == 5 and len(r["lams"]) == 8 and r["lams"][0] == 0.0
+      assert np.shape(r["val"]) == (5, 8, 3)
+
+
+def test_the_saved_correctness_is_the_saved_accuracy(dim, results):
+  for key, n_test in (("mnist1d", 1000), ("mnist1d_si", 1000), ("mnist", 3000)):
+    for r in results["setups"][key]["opt"].values():
+      for acc, correct in (("test", "correct"), ("test_lam0", "correct_lam0")):
+        c = dim.unpack(r[correct])
+        assert c.shape == (10, n_test)
+        np.testing.assert_allclose(c.mean(1), r[acc], atol=1e-6)
+      np.testing.assert_allclose(dim.unpack(r["correct_reversed"]).mean(1), r["test_reversed"])
+
+
+def test_packing_round_trips_and_refuses_what_is_not_0_or_1(dim):
+  c = (np.random.default_rng(0).random((3, 37)) > 0.4).astype(np.float32)
+  np.testing.assert_array_equal(dim.unpack(dim._pack(c)), c)
+  with pytest.raises(ValueError, match="0 or 1"):
+    dim._pack(c * 0.5)
+
+
+def test_the_page_shows_the_tables_of_the_saved_run(tables):
+  page, at = PAGE.read_text(), 0
+  for part in tables.rstrip("\n").split("\n\n"):  # in order, with the page's prose between
+    at = page.find(part, at)
+    assert at >= 0, f"docs/does_it_matter.md: paste this part of markdown():\n{part}"
+  for png in ("accuracy", "grids", "mechanism"):
+    assert (ROOT / "docs" / "images" / f"does_it_matter_{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_from_re_derives_the_page_from_the_saved_run_without_training(dim, results, tmp_path):
+  pytest.importorskip("matplotlib", reason="the figures need matplotlib (the [examples] extra)")
+  again = dim.main(["--from", str(RESULTS), "--out", str(tmp_path)])
+  assert again == results
+  assert (tmp_path / "tables.md").read_text() == dim.markdown(results)
+  for png in ("accuracy", "grids", "mechanism"):
+    assert (tmp_path / f"does_it_matter_{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the prose and the front door, against the saved run ---------------------------------------
+
+
+def _words(path: Path) -> str:
+  return " ".join(path.read_text().split())
+
+
+def _span(iv) -> str:
+  return f"{iv.low:+.2f} to {iv.high:+.2f}".replace("-", "−")
+
+
+def test_the_headline_numbers_on_the_page_and_the_front_door_are_the_saved_run(dim, results):
+  mlp = results["setups"]["mnist1d"]
+  adamw, sgdm = dim.paired(mlp, "AdamW", "Adam + L2"), dim.paired(mlp, "SGDm + L2", "Adam + L2")
+  behind = dim.paired(mlp, "SGDm + L2", "AdamW")
+  si = dim.paired(results["setups"]["mnist1d_si"], "AdamW", "Adam + L2")
+  page, readme, index = (_words(p) for p in (PAGE, ROOT / "README.md", ROOT / "docs/index.md"))
+  assert f"by {adamw.mean:.1f} points (95 % interval {_span(adamw)} over 10 seeds" in page
+  stayed = f"while AdamW stayed {behind.mean:.1f} points ({_span(behind)}) behind"
+  assert f"by {sgdm.mean:.1f} ({_span(sgdm)}), {stayed}" in page
+  assert f"shrank to {si.mean:.1f} points and was not resolved ({_span(si)})" in page
+  assert not si.resolved
+  assert (
+    f"{adamw.mean:.1f} test-accuracy points (95 % interval {_span(adamw)} over 10 seeds" in readme
+  )
+  assert f"by {sgdm.mean:.1f} ({_span(sgdm)}); on 1,000" in readme
+  assert f"measured {adamw.mean:.1f} ({_span(adamw)}) and {sgdm.mean:.1f} ({_span(sgdm)})" in index
+
+
+def test_the_prose_counts_are_the_tables(dim, results):
+  setups = results["setups"]
+  floors = [
+    dim.paired(s, n, n, key_b="correct_reversed") for s in setups.values() for n in s["opt"]
+  ]
+  assert len(floors) == 12 and not any(iv.resolved for iv in floors)  # "all 12 ... include 0"
+  resolved = {
+    key: {f"{a} − {b}" for a, b in dim.PAIRS if dim.paired(s, a, b).resolved}
+    for key, s in setups.items()
+  }
+  assert resolved == {
+    "mnist1d": {"AdamW − Adam + L2", "SGDm + L2 − Adam + L2", "AdamW − SGDm + L2"},
+    "mnist1d_si": {"SGDm + L2 − Adam + L2"},  # "the second barely"
+    "mnist": set(),  # "no difference between the four was resolved"
+  }
+  unresolved_gains = {
+    (key, n)
+    for key, s in setups.items()
+    for n in s["opt"]
+    if not dim.paired(s, n, n, key_b="correct_lam0").resolved
+  }
+  assert unresolved_gains == {("mnist", "Adam + L2"), ("mnist", "AdamW")}
+  barely = dim.paired(setups["mnist1d_si"], "Adam + L2", "Adam + L2", key_b="correct_lam0")
+  assert f"Adam + L2's +1.4 is the smallest, barely resolved: {_span(barely)}" in _words(PAGE)
+
+
+def test_the_coupling_caveat_counts_edge_and_diverged_rows(results):
+  edge, diverged = 0, []
+  for key, s in results["setups"].items():
+    for name, r in s["opt"].items():
+      val = np.asarray(r["val"]).mean(-1)  # (lr, λ)
+      best = np.argmax(val[:, 1:], 1) + 1
+      edge += bool(np.any((best == 1) | (best == val.shape[1] - 1)))
+      diverged += [(key, name, r["lrs"][i]) for i in range(len(val)) if val[i].max() < 0.15]
+  assert edge == 6  # "6 of the 12 optimizer × setup grids have one"
+  assert diverged == [("mnist1d", "SGDm + L2", 1.0)]
+  assert "6 of the 12 optimizer × setup grids have one" in _words(PAGE)
