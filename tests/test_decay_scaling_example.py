@@ -27,14 +27,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy (the [exam
 
 @pytest.fixture(scope="module")
 def ds():
-  path = ROOT / "examples" / "decay_scaling.py"
-  spec = importlib.util.spec_from_file_location("decay_scaling", path)
-  assert spec is not None and spec.loader is not None
-  module = importlib.util.module_from_spec(spec)
-  sys.modules["decay_scaling"] = module
-  spec.loader.exec_module(module)
-  yield module
-  sys.modules.pop("decay_scaling", None)
+  return importlib.import_module("decay_scaling")  # examples/ is on sys.path (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

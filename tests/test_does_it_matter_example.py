@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy (the [exam
 
 @pytest.fixture(scope="module")
 def dim():
-  path = ROOT / "examples" / "does_it_matter.py"
-  spec = importlib.util.spec_from_file_location("does_it_matter", path)
-  assert spec is not None and spec.loader is not None
-  module = importlib.util.module_from_spec(spec)
-  sys.modules["does_it_matter"] = module
-  spec.loader.exec_module(module)
-  yield module
-  sys.modules.pop("does_it_matter", None)
+  return importlib.import_module("does_it_matter")  # examples/ is on sys.path (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
