@@ -69,6 +69,11 @@ def candidates() -> dict[str, tuple[str, optax.GradientTransformation]]:
       optax.chain(optax.adam(LR), od.decoupled_weight_decay(RATE, mask=half)),
     ),
     "optax.adamw(mask=bias_mask)": ("adam", optax.adamw(LR, weight_decay=WD, mask=m)),
+    # The rotation monitor behind the decay: reductions per neuron, the updates passed through.
+    "chain(optax.adamw, track_rotation)": (
+      "optax.adamw(mask=bias_mask)",
+      optax.chain(optax.adamw(LR, weight_decay=WD, mask=m), od.diagnostics.track_rotation(mask=m)),
+    ),
     "chain(add_l2_to_grad, adam)": (
       "adam",
       optax.chain(od.add_l2_to_grad(L2, mask=m), optax.adam(LR)),
