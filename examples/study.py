@@ -360,7 +360,7 @@ class Runs(NamedTuple):
 
   val_accuracy: np.ndarray
   test_accuracy: np.ndarray
-  train_accuracy: np.ndarray
+  train_accuracy: np.ndarray | None  # None without ``train_metrics``
   params: Any  # final parameters, leaves with a leading configuration axis
   opt_state: Any  # final optimizer states, likewise
   val_loss: np.ndarray | None = None  # mean cross-entropy (nats per prediction)
@@ -369,6 +369,11 @@ class Runs(NamedTuple):
   #: (0 or 1 for a classifier; every position of a sequence): the test sample, for intervals
   #: that resample it (:func:`two_way`).
   test_correct: np.ndarray | None = None
+  #: ``(runs, validation examples)``, likewise: for selection that resamples the validation set.
+  val_correct: np.ndarray | None = None
+  #: ``(runs, examples)``: each example's mean cross-entropy (over a sequence's positions).
+  val_example_loss: np.ndarray | None = None
+  test_example_loss: np.ndarray | None = None
 
 
 def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
@@ -396,6 +401,7 @@ def train(
   reverse_batches: Sequence[bool] | None = None,
   chunk: int = 250,
   progress: Any = None,
+  train_metrics: bool = True,
 ) -> Runs:
   """Trains one model per configuration ``(lrs[i], lams[i], seeds[i])``, all in one vmap.
 
@@ -406,7 +412,9 @@ def train(
   ``chunk`` at a time in one jitted ``lax.scan``; ``progress`` (a ``tqdm`` bar or
   ``None``) advances by one per step. The model is the MLP of ``sizes`` (and
   ``scale_invariant``) unless ``model`` is given (e.g. :func:`transformer`, on
-  :func:`load_stdlib_text`); ``mask`` is passed to :func:`make_optimizer`.
+  :func:`load_stdlib_text`); ``mask`` is passed to :func:`make_optimizer`. Without
+  ``train_metrics`` the training set is not evaluated (``train_accuracy`` is ``None``): a large
+  text set's logits for many runs at once do not fit in memory.
   """
   if not len(lrs) == len(lams) == len(seeds):
     raise ValueError("study.train: `lrs`, `lams` and `seeds` must have one entry per run")
@@ -433,19 +441,23 @@ def train(
     params, state = run_chunk(params, state, rows, x_train, y_train, lr, lam, total)
     if progress is not None:
       progress.update(min(chunk, steps - lo))
-  (val_acc, val_loss, _), (test_acc, test_loss, test_correct), (train_acc, _, _) = (
+  (val_acc, val_loss, val_correct, val_ex), (test_acc, test_loss, test_correct, test_ex) = (
     evaluate(params, jnp.asarray(x), jnp.asarray(y))
-    for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test), (x_train, y_train))
+    for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test))
   )
+  train_acc = evaluate(params, x_train, y_train)[0] if train_metrics else None
   return Runs(
     val_accuracy=np.asarray(val_acc),
     test_accuracy=np.asarray(test_acc),
-    train_accuracy=np.asarray(train_acc),
+    train_accuracy=None if train_acc is None else np.asarray(train_acc),
     params=params,
     opt_state=state,
     val_loss=np.asarray(val_loss),
     test_loss=np.asarray(test_loss),
     test_correct=np.asarray(test_correct),
+    val_correct=np.asarray(val_correct),
+    val_example_loss=np.asarray(val_ex),
+    test_example_loss=np.asarray(test_ex),
   )
 
 
@@ -507,12 +519,12 @@ _cached_programs = functools.lru_cache(maxsize=16)(_build_programs)
 
 def _metrics(net: Model, params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, ...]:
   """Accuracy and mean cross-entropy of the predictions (every position, for a sequence), and
-  the fraction right per example."""
+  per example the fraction right and the mean cross-entropy."""
   logits = net.apply(params, x)
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   right = jnp.argmax(logits, -1) == y
   per_example = right.reshape(len(y), -1).mean(-1)
-  return jnp.mean(right), loss, per_example
+  return jnp.mean(right), losses.mean(), per_example, losses.reshape(len(y), -1).mean(-1)
 
 
 def grid(
