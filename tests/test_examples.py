@@ -251,24 +251,32 @@ def test_decay_scaling_smoke(smoke):
   out, proc = smoke
   text = proc.stdout
   assert re.search(r"^text: \d+ files, [\d,]+ bytes, sha256 [0-9a-f]{16}", text, re.M), text
-  for axis in ("lr", "T", "N"):  # one slope row per axis (≥, ≤, ?: a bound), then the rules'
-    assert re.search(rf"^{axis} +[≥≤?]?[-+]\d+\.\d\d ", text, re.M), text
+  assert "| MNIST-1D, MLP | AdamW | T×4 |" in text  # the verdict table, printed
   results = json.loads((out / "results.json").read_text())
-  res = results["setups"]["text"]["optimizers"]["AdamW"]
-  assert [p["axis"] for p in res["points"]] == ["base", "lr", "lr", "T", "T", "N", "N"]
+  res = results["setups"]["mnist1d"]["optimizers"]["AdamW"]
+  axes = [p["axis"] for p in res["points"]]
+  assert axes == ["base", *(a for a in ("lr", "T", "N") for _ in range(4))]
   assert set(res["slopes"]) == {"lr", "T", "N"}
-  assert set(res["losses"]["T×4"]) == {"λ fixed", "r fixed", "timescale"}
+  assert set(res["losses"]["T×4"]) == {"λ = 0", "λ fixed", "r fixed", "timescale"}
+  assert {c[3] for cells in res["losses"].values() for c in cells.values()} <= {
+    "holds", "lost", "unresolved", "beat"}  # fmt: skip
   # The rules' predictions at T×4 from the base point's best r: same r for the first two,
   # a quarter of it for the timescale rule.
-  base_r = 10 ** res["points"][0]["best_log_r"]
-  t4 = next(p for p in res["points"] if p["axis"] == "T" and p["factor"] == 4.0)
-  np.testing.assert_allclose(t4["final"]["r fixed"]["r"], base_r, rtol=1e-9)
-  np.testing.assert_allclose(t4["final"]["timescale"]["r"], base_r / 4, rtol=1e-9)
-  assert t4["steps"] == 4 * res["points"][0]["steps"]
-  n2 = next(p for p in res["points"] if p["axis"] == "N" and p["factor"] == 2.0)
   base = res["points"][0]
+  t4 = next(p for p in res["points"] if p["axis"] == "T" and p["factor"] == 4.0)
+  np.testing.assert_allclose(t4["final"]["r fixed"]["r"], 10 ** base["best_log_r"], rtol=1e-9)
+  np.testing.assert_allclose(t4["final"]["timescale"]["r"], 10 ** base["best_log_r"] / 4, rtol=1e-9)
+  assert t4["steps"] == 4 * base["steps"]
+  n2 = next(p for p in res["points"] if p["axis"] == "N" and p["factor"] == 2.0)
   assert (n2["steps"], n2["n_train"]) == (2 * base["steps"], 2 * base["n_train"])  # T ∝ N
-  assert len(results["setups"]["text"]["text"]["sha256"]) == 64
+  lm = results["setups"]["text"]
+  assert len(lm["text"]["sha256"]) == 64
+  sizes = sorted(p["n_train"] for p in lm["optimizers"]["AdamW"]["points"])
+  assert sizes == [64, 128, 256, 512, 1024]
+  assert set(lm["baselines"]["base"]) == {"unigram", "bigram"}
+  with np.load(out / "results.npz") as arrays:  # every run's per-example scores
+    assert arrays["mnist1d/AdamW/0/test/re-tuned"].shape == (2, 1000)
+    assert arrays["text/AdamW/0/val"].shape[1:] == (2, 64)
   _assert_png(out / "best_r.png")
 
 
