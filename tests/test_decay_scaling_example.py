@@ -262,68 +262,126 @@ def _verdicts(ds, results, axis):
   return out
 
 
-def test_the_prose_counts_are_the_tables(ds, results):
-  text = " ".join(PAGE.read_text().split())  # the prose, lines joined
+def _cells(ds, results, label):
+  """Per rule, the six optimizer-setups' cells at one point (e.g. ``"T×0.25"``)."""
+  return {rule: [res["losses"][label][rule] for *_, res in _mlp_runs(results)] for rule in ds.RULES}
+
+
+def _page():
+  return " ".join(PAGE.read_text().split())  # the prose, lines joined
+
+
+def test_the_prose_counts_on_the_n_axis_are_the_tables(ds, results):
+  text = _page()
   n = _verdicts(ds, results, "N")
   assert [c[3] for c in n["timescale"]].count("lost") == 0
-  assert [c[3] for c in n["timescale"]].count("holds") == 2
   lost = [c[0] for c in n["r fixed"] if c[3] == "lost"]
   assert [c[3] for c in n["λ fixed"]].count("lost") == len(lost) == 9
   assert f"{-max(lost):.1f} to {-min(lost):.1f}" == "2.6 to 4.9"
   assert "lost in 9 of 24, by 2.6 to 4.9 points" in text
+  n2 = _cells(ds, results, "N×2")["timescale"]
+  assert all(c[3] == "unresolved" for c in n2) and "unresolved in all 6 setups" in text
+  si_adamw = results["setups"]["mnist1d_si"]["optimizers"]["AdamW"]["losses"]["N×2"]["timescale"]
+  phrase = f"({si_adamw[0]:.2f}, interval {si_adamw[1]:.2f} to {si_adamw[2]:.2f}"
+  assert si_adamw[2] < 0 and phrase.replace("-", "−") in text
+  p8 = next(p for p in results["setups"]["mnist1d"]["optimizers"]["AdamW"]["points"]
+            if p["axis"] == "N" and p["factor"] == 0.125)  # fmt: skip
+  rule = results["setups"]["mnist1d"]["optimizers"]["AdamW"]["losses"]["N×0.125"]["timescale"]
+  assert p8["at_grid_edge"] and f"({p8['final']['re-tuned']['r']:.2f} per step)" in text
+  assert f"the `1/N` rule tested {rule[0]:.1f} points better" in text
+
+
+def test_the_prose_counts_on_the_t_and_lr_axes_are_the_tables(ds, results):
+  text = _page()
   t = _verdicts(ds, results, "T")
-  t_lost = [c for c in t["timescale"] if c[3] == "lost"]
-  assert len(t_lost) == 5 and all(c in t["timescale"][0::4] for c in t_lost)  # all at T×¼
+  quarter = _cells(ds, results, "T×0.25")["timescale"]
+  t_lost = [c for c in quarter if c[3] == "lost"]
+  assert [c[3] for c in t["timescale"]].count("lost") == len(t_lost) == 5  # all at T×¼
   assert f"{-max(c[0] for c in t_lost):.1f} to {-min(c[0] for c in t_lost):.1f}" == "4.2 to 14.6"
+  assert "lost in 5 of its 6 comparisons there (by 4.2 to 14.6 points)" in text
   assert not any(c[3] == "lost" for c in t["r fixed"] + t["λ fixed"])
+  longer = [c for label in ("T×2", "T×4") for rule in ("r fixed", "timescale")
+            for c in _cells(ds, results, label)[rule]]  # fmt: skip
+  assert len(longer) == 24 and not any(c[3] == "lost" for c in longer)  # "neither ... any of 12"
   lr = _verdicts(ds, results, "lr")
   assert all([c[3] for c in lr[rule]].count("lost") == 1 for rule in ds.RULES)
+  assert sum(c[2] < 0 for c in lr["λ fixed"]) == 7 and sum(c[2] < 0 for c in lr["r fixed"]) == 1
+  assert "wholly below 0 in 7 of 24 comparisons, keeping `r` fixed's in 1" in text
   counts = ds.verdict_counts(results)
   assert sum(c["unresolved"] for c in counts.values()) == 181
   assert sum(sum(c.values()) for c in counts.values()) == 216
   assert sum(c["beat"] for c in counts.values()) == 2
-  assert "181 of the 216 comparisons" in text and "in 2 comparisons a rule beat it" in text
+  assert "181 of its 216 cells" in text and "in one comparison (2 cells)" in text
+  widths = [c[2] - c[1] for rule in ds.RULES for axis in ds.AXES
+            for c in _verdicts(ds, results, axis)[rule]]  # fmt: skip
+  assert f"(median {np.median(widths):.1f} points)" in text
 
 
 def test_the_prose_slopes_are_the_tables(ds, results):
+  text = _page()
   slopes = {(s, name): res["slopes"] for s, name, res in _mlp_runs(results)}
   assert all(s["T"]["interval"][0] <= 0 <= s["T"]["interval"][1] for s in slopes.values())
-  ns = [s["N"]["slope"] for s in slopes.values()]
-  assert f"{max(ns):+.2f} {min(ns):+.2f}" == "-0.96 -1.43"
+  si = [s for (setup, _), s in slopes.items() if setup == "mnist1d_si"]
+  assert all(s["T"]["interval"][0] <= -1 for s in si)  # "the scale-invariant MLP's include −1"
+  ns = [s["N"] for s in slopes.values()]
+  assert (
+    f"{max(s['slope'] for s in ns):.2f} to {min(s['slope'] for s in ns):.2f}" == "-0.96 to -1.43"
+  )
+  with_interval = [s["interval"] for s in ns if not s["bound"]]
+  assert len(with_interval) == 4 and all(lo < -1 < hi for lo, hi in with_interval)
+  assert sum(hi < 0 for _, hi in with_interval) == 2
+  assert "of the four with an interval all include −1 and two exclude 0" in text
   for name in ("AdamW", "Adam + L2"):
     lo, hi = slopes["mnist1d", name]["lr"]["interval"]
     assert lo > 0 and hi < 1, name  # excludes both rules' slopes
-  si = [
-    slopes["mnist1d_si", name]["lr"]["interval"] for name in ("AdamW", "Adam + L2", "SGDm + L2")
-  ]
-  assert all(lo < 0 < hi for lo, hi in si)  # "include 0 in all three optimizers"
-  assert sum(lo < 1 < hi for lo, hi in si) == 2  # "and +1 in two"
+  si_lr = [s["lr"]["interval"] for s in si]
+  assert all(lo < 0 < hi for lo, hi in si_lr)  # "include 0 in all three optimizers"
+  assert sum(lo < 1 < hi for lo, hi in si_lr) == 2  # "and +1 in two"
+  adamw = [results["setups"][k]["optimizers"]["AdamW"] for k in ("mnist1d", "mnist1d_si")]
+  rs = [10 ** res["points"][0]["best_log_r"] for res in adamw]
+  wd = [r / res["lr_tuning"]["lr"] for r, res in zip(rs, adamw, strict=True)]
+  assert f"`r` = {rs[0]:.3f} and {rs[1]:.3f} per step, `weight_decay = r/lr` ≈ {wd[0]:.1f} and " \
+    f"{wd[1]:.1f}" in text  # fmt: skip
 
 
-def test_the_prose_about_the_transformer_is_the_table(results):
-  text = " ".join(PAGE.read_text().split())
+def _text_points(results):
   lm = results["setups"]["text"]
   pts = sorted(lm["optimizers"]["AdamW"]["points"], key=lambda p: p["factor"])
+  labels = ["base" if p["axis"] == "base" else f"size×{p['factor']:.3g}" for p in pts]
+  return lm, pts, labels
+
+
+def test_the_prose_about_the_transformer_is_the_table(ds, saved):
+  results, arrays = saved
+  text = _page()
+  lm, pts, labels = _text_points(results)
   loss = np.array([-np.mean(p["final"]["re-tuned"]["test"]) for p in pts])
-  base = [
-    lm["baselines"]["base" if p["axis"] == "base" else f"size×{p['factor']:.3g}"] for p in pts
-  ]
-  over_unigram = np.array([b["unigram"] for b in base]) - loss
-  over_bigram = np.array([b["bigram"] for b in base]) - loss
+  over_unigram = np.array([lm["baselines"][k]["unigram"] for k in labels]) - loss
+  over_bigram = np.array([lm["baselines"][k]["bigram"] for k in labels]) - loss
   assert f"by {over_unigram.min():.2f} to {over_unigram.max():.2f} nats/byte" in text
   assert (over_bigram[:2] < 0).all() and (over_bigram[2:] > 0).all()
   assert "from 270 KB up (by {:.2f}, {:.2f} and {:.2f} nats/byte)".format(*over_bigram[2:]) in text
   assert [p["n_train"] * 33 for p in pts][2] == 270_336 and 270_336 // 1_320 == 204
   assert sum(p["zero_best"] for p in pts) == 4
-  habit = [lm["optimizers"]["AdamW"]["losses"]["base" if p["axis"] == "base" else
-                                               f"size×{p['factor']:.3g}"]["weight_decay 0.1"]
-           for p in pts]  # fmt: skip
+  base = lm["optimizers"]["AdamW"]["losses"]["base"]["λ = 0"]
+  assert base[1] > 0 and f"by {base[0]:.2f} nats/byte ×100, interval {base[1]:+.2f} to " \
+    f"{base[2]:+.2f})" in text  # fmt: skip
+  costs = []
+  for i, _ in enumerate(lm["optimizers"]["AdamW"]["points"]):
+    key = f"text/AdamW/{i}"
+    costs.append(ds.seed_means(arrays[f"{key}/zero"]).mean() - ds.seed_means(arrays[f"{key}/val"])
+                 .mean(1)[-1])  # fmt: skip
+  assert f"{min(costs):.3f} to {max(costs):.2f} nats/byte on validation" in text
+  habit = [lm["optimizers"]["AdamW"]["losses"][k]["weight_decay 0.1"] for k in labels]
   assert max(abs(c[0]) for c in habit) < 1.0  # "less than 0.01 nats/byte" (×100 in the table)
   assert sum(c[2] < 0 for c in habit) == 3 and not any(c[1] > 0 for c in habit)
+  assert f"{max(c[2] for c in habit) / 100:.2f} gain" == "0.03 gain"
   assert (
-    "by less than 0.01 nats/byte at every size (a resolved cost at 3 sizes, unresolved at 2)"
-    in text
+    "by less than 0.01 nats/byte at every size (a resolved cost at 3 sizes, unresolved at 2" in text
   )
+  lr = lm["optimizers"]["AdamW"]["lr_tuning"]["lr"]
+  assert f"`r = {ds.HABIT * lr:.0e}`".replace("e-04", "e-4") in text
+  assert 1 / (ds.HABIT * lr) > max(p["steps"] for p in pts)  # a timescale longer than every run
   assert "205 times the text" in text  # 270,336 bytes at the base against the old 1,320
 
 
@@ -333,11 +391,11 @@ def test_the_front_door_numbers_are_the_saved_run(ds, results):
   assert [c[3] for c in n["timescale"]].count("lost") == 0
   assert f"keeping it fixed lost {[c[3] for c in n['r fixed']].count('lost')} of 24" in readme
   t = _verdicts(ds, results, "T")
-  assert not any(c[3] == "lost" for c in t["r fixed"]), "keeping it fixed as the run grows"
-  pts = results["setups"]["text"]["optimizers"]["AdamW"]["points"]
-  largest = max(pts, key=lambda p: p["n_train"])
-  gap = results["setups"]["text"]["baselines"]["size×4"]["bigram"] + np.mean(
-    largest["final"]["re-tuned"]["test"]
-  )
-  assert f"bigram table by {gap:.2f} nats/byte at 1 MB" in readme
+  assert not any(c[3] == "lost" for c in t["r fixed"]), "keeping r fixed ... never lost"
+  lm, pts, labels = _text_points(results)
+  gaps = [lm["baselines"][k]["bigram"] + np.mean(p["final"]["re-tuned"]["test"])
+          for k, p in zip(labels, pts, strict=True)]  # fmt: skip
+  assert gaps[0] < 0 and gaps[1] < 0 and min(gaps[2:]) > 0 and max(gaps) == gaps[-1]
+  assert f"better by up to {gaps[-1]:.2f} nats/byte at 1 MB" in readme
+  assert "worse than a bigram table below 270 KB" in readme
   assert f"chose no decay at {sum(p['zero_best'] for p in pts)} of 5 data sizes" in readme
