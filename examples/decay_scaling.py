@@ -89,8 +89,8 @@ HABIT = 0.1
 #: a rule *holds* where the interval of its loss against re-tuning lies inside ±MARGIN, *lost*
 #: where it lies below −MARGIN; otherwise the comparison is unresolved. Set before the run.
 MARGIN = 1.0
-#: The transformer's (r grid width, grid seeds, test seeds): each of its runs costs as much as
-#: about forty MLP runs on two CPU cores.
+#: The transformer's (r grid width, grid seeds, test seeds): smaller than the MLPs', set from a
+#: timing that overestimated its cost (its full run took 5 minutes on two CPU cores).
 TEXT_BUDGET = (5, 2, 4)
 #: Replicates of the two-way bootstrap (test seeds × test examples) and of the slope bootstrap.
 TEST_REPS, SLOPE_REPS = 2000, 1000
@@ -417,12 +417,10 @@ def slopes(res: dict[str, Any], arrays: dict[str, np.ndarray], key: str) -> dict
   """Per axis: the slope of log best r (least squares over the five points) and a 95 % bootstrap
   interval of it and of a quadratic term: each replicate resamples the grid seeds and the
   validation examples (the same draw at every point: they are shared) and selects again."""
-  rng = np.random.default_rng(0)
   pts = res["points"]
   val = [np.asarray(arrays[f"{key}/{i}/val"], np.float64) for i in range(len(pts))]
   s, e = val[0].shape[1:]
-  seed_w = rng.multinomial(s, np.full(s, 1 / s), size=SLOPE_REPS).astype(np.float64)
-  ex_w = rng.multinomial(e, np.full(e, 1 / e), size=SLOPE_REPS).astype(np.float64)
+  seed_w, ex_w = study.resample_counts(s, e, reps=SLOPE_REPS, seed=0)
   out = {}
   for axis in AXES:
     xs, idx = axis_points(res, axis)

@@ -609,7 +609,7 @@ def two_way(correct: Any, *, scale: float = 100.0, reps: int = 10_000, seed: int
     raise ValueError(
       f"study.two_way: `correct` must be (seeds, examples), each >= 2; got {c.shape}"
     )
-  seeds, examples = _resample_counts(*c.shape, reps=reps, seed=seed)
+  seeds, examples = resample_counts(*c.shape, reps=reps, seed=seed)
   means = (
     np.concatenate(  # in blocks of 1,000 replicates: a (reps, examples) product is large
       [((seeds[i : i + 1000] @ c) * examples[i : i + 1000]).sum(1) for i in range(0, reps, 1000)]
@@ -621,8 +621,9 @@ def two_way(correct: Any, *, scale: float = 100.0, reps: int = 10_000, seed: int
 
 
 @functools.lru_cache(maxsize=2)
-def _resample_counts(s: int, e: int, *, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """How often each of ``s`` seeds and ``e`` examples is drawn, per replicate: ``(reps, ·)``."""
+def resample_counts(s: int, e: int, *, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """How often each of ``s`` seeds and ``e`` examples is drawn, per replicate: ``(reps, ·)``
+  (a two-way bootstrap's weights; cached, so resamples of one shape are shared)."""
   rng = np.random.default_rng(seed)
   seeds = rng.multinomial(s, np.full(s, 1 / s), size=reps).astype(np.float64)
   examples = rng.multinomial(e, np.full(e, 1 / e), size=reps).astype(np.uint16)
